@@ -1,0 +1,118 @@
+"""Types shared by every HR source: raw records, row issues and fatal source errors."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Final, Protocol
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+__all__ = [
+    "MISSING",
+    "Missing",
+    "RawRecord",
+    "RawValue",
+    "RecordIssue",
+    "Source",
+    "SourceError",
+]
+
+
+class Missing:
+    """Type of :data:`MISSING`, the value of a field that a JSON record does not contain."""
+
+    _instance: Missing | None = None
+
+    def __new__(cls) -> Missing:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+MISSING: Final = Missing()
+"""A field absent from a record: the person's Staffbase value is left as it is.
+
+Delimited files never produce it, because every row has every column. JSON sources do,
+for a key that a record leaves out; ``None`` (JSON ``null``) and ``""`` clear the value.
+"""
+
+RawValue = str | list[str] | None | Missing
+"""One field of a source record: text, a list of texts (JSON arrays), null, or missing."""
+
+
+@dataclass(frozen=True, slots=True)
+class RawRecord:
+    """One record as read from the source, before validation.
+
+    ``values`` lines up with the field names passed to :meth:`Source.read`. ``line`` is the
+    physical 1-based line where the record starts in a delimited file (the header is line
+    1), or the 1-based record number in a JSON source.
+    """
+
+    line: int
+    values: tuple[RawValue, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class RecordIssue:
+    """A problem with one record: a rejected row, or a warning about one of its fields.
+
+    ``key`` is the employee key when it could be read, ``field`` the source field at fault
+    and ``value`` the offending value as read (None when the whole record is at fault).
+    """
+
+    line: int
+    key: str | None
+    field: str | None
+    value: str | None
+    message: str
+
+    def as_report(self) -> dict[str, object]:
+        """Return the run-report form: line, key, field, value and message."""
+        return {
+            "line": self.line,
+            "key": self.key,
+            "field": self.field,
+            "value": self.value,
+            "message": self.message,
+        }
+
+
+class SourceError(Exception):
+    """The source cannot be read as a whole: the run fails and nothing is written.
+
+    ``location`` names the file (and line, where one is at fault) so the message can be
+    acted on without opening the code.
+    """
+
+    def __init__(self, message: str, *, location: str | None = None) -> None:
+        self.location = location
+        super().__init__(f"{location}: {message}" if location else message)
+
+
+class Source(Protocol):
+    """An HR connector that yields raw records one at a time, never the whole export."""
+
+    @property
+    def location(self) -> str:
+        """Where the records come from, for messages (a file path or a URL)."""
+        ...
+
+    def read(self, fields: Sequence[str]) -> Iterator[RawRecord | RecordIssue]:
+        """Yield every record with the values of ``fields`` in that order.
+
+        A record that cannot be read as a whole (a row with too many columns, a JSON
+        record that is not an object) is yielded as a :class:`RecordIssue` instead.
+
+        Raises:
+            SourceError: the source cannot be opened or decoded, or lacks a column that
+                ``fields`` names; raised before the first record where that is knowable.
+        """
+        ...

@@ -1,0 +1,86 @@
+"""Tests for reading the configuration from TOML, the environment and secret files."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pytest
+
+from staffsync.settings import ConfigError, load_settings
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+class TestLoadSettings:
+    def test_toml_values_are_read(self, tmp_path: Path) -> None:
+        """Values from the TOML file replace the defaults."""
+        config = write(tmp_path / "c.toml", '[staffbase]\nclient_id = "abc"\nmax_concurrency = 8\n')
+
+        settings = load_settings(config)
+
+        assert settings.staffbase.client_id == "abc"
+        assert settings.staffbase.max_concurrency == 8
+        assert settings.safety.max_deactivations == 50
+
+    def test_environment_overrides_file(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        """STAFFSYNC_<SECTION>__<KEY> wins over the file."""
+        config = write(tmp_path / "c.toml", "[staffbase]\nmax_concurrency = 8\n")
+        monkeypatch.setenv("STAFFSYNC_STAFFBASE__MAX_CONCURRENCY", "3")
+
+        assert load_settings(config).staffbase.max_concurrency == 3
+
+    def test_secret_file_is_read(self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        """A file named <section>__<key> in STAFFSYNC_SECRETS_DIR supplies a secret."""
+        secrets = tmp_path / "secrets"
+        secrets.mkdir()
+        write(secrets / "staffbase__client_secret", "s3cr3t-value\n")
+        monkeypatch.setenv("STAFFSYNC_SECRETS_DIR", str(secrets))
+
+        settings = load_settings(None)
+
+        assert settings.staffbase.client_secret is not None
+        assert settings.staffbase.client_secret.get_secret_value() == "s3cr3t-value"
+
+    def test_unknown_key_is_rejected(self, tmp_path: Path) -> None:
+        """A misspelt key is an error naming its section, not a silently used default."""
+        config = write(tmp_path / "c.toml", "[safety]\nmax_deactivation = 3\n")
+
+        with pytest.raises(ConfigError, match=r"\[safety\] max_deactivation: unknown key"):
+            load_settings(config)
+
+    def test_invalid_value_names_key_and_value(self, tmp_path: Path) -> None:
+        """An invalid value is reported with its key and the value given."""
+        config = write(tmp_path / "c.toml", "[staffbase]\nmax_concurrency = -1\n")
+
+        with pytest.raises(ConfigError, match=r"\[staffbase\] max_concurrency: .*got -1"):
+            load_settings(config)
+
+    def test_invalid_secret_value_is_not_echoed(self, tmp_path: Path) -> None:
+        """A rejected secret is named by its key but its value is never shown."""
+        config = write(tmp_path / "c.toml", "[staffbase]\nclient_secret = 12345\n")
+
+        with pytest.raises(ConfigError) as caught:
+            load_settings(config)
+
+        assert "client_secret" in str(caught.value)
+        assert "12345" not in str(caught.value)
+
+    def test_missing_file_is_a_config_error(self, tmp_path: Path) -> None:
+        """A named file that does not exist says how to name another."""
+        with pytest.raises(ConfigError, match="does not exist; pass --config"):
+            load_settings(tmp_path / "absent.toml")
+
+    def test_bad_toml_is_a_config_error(self, tmp_path: Path) -> None:
+        """A file that is not TOML is reported with the parser's position."""
+        config = write(tmp_path / "c.toml", "[staffbase\n")
+
+        with pytest.raises(ConfigError, match="is not valid TOML"):
+            load_settings(config)
