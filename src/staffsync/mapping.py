@@ -20,14 +20,18 @@ class DesiredUser:
     ``fields`` maps flat Staffbase field names (``firstName``, ``email``, ``position``,
     ``profile.<fieldId>`` …) to the wanted value; ``None`` clears the field and a field
     left out of the dict is left as it is in Staffbase. The manager is kept apart as the
-    manager's employee key, because it becomes a Staffbase id only once that person exists.
+    reference the record makes (``manager_ref``), because it names another record and
+    becomes a Staffbase id only once that person exists. ``match_value`` is this record's
+    value of the field that such references point at: ``[mapping] manager_match``, or
+    else the key.
     """
 
     key: str
     line: int
     active: bool
     fields: dict[str, str | None] = field(default_factory=dict)
-    manager_key: str | Missing | None = MISSING
+    manager_ref: str | Missing | None = MISSING
+    match_value: str | None = None
     groups: tuple[str, ...] | None = None
     """Group names the person belongs to; None when groups are not mapped or not given."""
 

@@ -144,6 +144,12 @@ class MappingSettings(_Section):
     date_fields: list[str] = Field(default_factory=list)
     empty_values: list[str] = Field(default_factory=list)
     adopt_by_email: bool = False
+    manager_match: str = ""
+    """Source field that manager references point at; empty means the key field.
+
+    SailPoint exports often name a manager by account name (``uid``) rather than by
+    employee id; set ``manager_match = "uid"`` for those.
+    """
     fields: dict[str, str] = Field(default_factory=_default_fields)
     status: StatusMapping = Field(default_factory=StatusMapping)
     groups: GroupsMapping | None = None
