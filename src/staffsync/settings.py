@@ -251,7 +251,6 @@ class Settings(BaseSettings):
         env_prefix="STAFFSYNC_",
         env_nested_delimiter="__",
         extra="ignore",
-        secrets_dir_missing="ok",
     )
 
     source: SourceSettings = Field(default_factory=SourceSettings)
@@ -265,6 +264,24 @@ class Settings(BaseSettings):
 
     config_path: Path | None = Field(default=None, exclude=True)
     """The TOML file these settings were read from, if any; relative paths resolve from it."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        secrets = NestedSecretsSettingsSource(
+            file_secret_settings,
+            secrets_dir=secret_directories(),
+            secrets_dir_missing="ok",
+            secrets_nested_delimiter="__",
+            secrets_prefix="",
+        )
+        return (init_settings, env_settings, secrets)
 
     def resolve_path(self, path: Path) -> Path:
         """Resolve ``path`` relative to the configuration file's folder."""
@@ -317,17 +334,12 @@ def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
             dotenv_settings: PydanticBaseSettingsSource,
             file_secret_settings: PydanticBaseSettingsSource,
         ) -> tuple[PydanticBaseSettingsSource, ...]:
-            secrets = NestedSecretsSettingsSource(
-                file_secret_settings,
-                secrets_dir=secret_directories(),
-                secrets_dir_missing="ok",
-                secrets_nested_delimiter="__",
-                secrets_prefix="",
+            sources = super().settings_customise_sources(
+                settings_cls, init_settings, env_settings, dotenv_settings, file_secret_settings
             )
-            sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings, secrets]
-            if config_path is not None:
-                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_path))
-            return tuple(sources)
+            if config_path is None:
+                return sources
+            return (*sources, TomlConfigSettingsSource(settings_cls, toml_file=config_path))
 
     try:
         loaded = _Loaded(config_path=config_path, **overrides)

@@ -1,0 +1,210 @@
+"""Apply one planned change to Staffbase; runs in a worker thread.
+
+Each function returns an :class:`Outcome` saying what was actually done, which can
+differ from the plan: a create may adopt a user that already has the externalID, and a
+pending leaver who signed in meanwhile is deactivated rather than deleted. Errors for
+this record alone become a failed outcome; errors that concern every request (bad
+credentials) are raised and stop the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from staffsync.planning.model import Action
+from staffsync.staffbase.errors import ConflictError, OutcomeUnknown, RecordFailed
+from staffsync.staffbase.model import build_user_body, read_user_fields
+
+if TYPE_CHECKING:
+    from staffsync.staffbase.client import StaffbaseClient
+
+__all__ = ["GONE", "Outcome", "WorkItem", "execute"]
+
+log = structlog.get_logger(__name__)
+
+GONE = "gone"
+"""Outcome of a change whose Staffbase user no longer exists."""
+
+MAX_CREATE_ATTEMPTS = 3
+
+
+@dataclass(slots=True)
+class WorkItem:
+    """A planned change ready to run: its journal id and the Staffbase ids it needs."""
+
+    change_id: int
+    action: str
+    key: str
+    staffbase_id: str | None
+    data: dict[str, Any]
+    manager_id: str | None = None
+    """The manager's Staffbase id, looked up just before; None when there is none yet."""
+    send_invitation: bool = False
+    verify_before_create: bool = False
+
+
+@dataclass(slots=True)
+class Outcome:
+    """What happened to one change."""
+
+    item: WorkItem
+    done: str
+    """The action taken (create, update, …), ``gone``, or ``failed``."""
+    user: dict[str, Any] | None = None
+    message: str | None = None
+    adopted: bool = False
+    manager_sent: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def execute(client: StaffbaseClient, item: WorkItem) -> Outcome:
+    """Apply ``item`` and report what happened; raise only for run-wide failures."""
+    try:
+        if item.action == Action.CREATE:
+            return _create(client, item)
+        if item.action in (Action.UPDATE, Action.REACTIVATE):
+            return _update(client, item)
+        if item.action == Action.DEACTIVATE:
+            return _deactivate(client, item)
+        if item.action == Action.DELETE:
+            return _delete(client, item)
+    except RecordFailed as exc:
+        return Outcome(item, "failed", message=str(exc))
+    msg = f"the engine cannot apply action {item.action!r}"
+    raise ValueError(msg)
+
+
+def _body(item: WorkItem, *, status: str | None = None) -> tuple[dict[str, Any], bool]:
+    fields = dict(item.data.get("set") or {})
+    manager_sent = False
+    if item.data.get("set_manager"):
+        if item.data.get("manager_key") is None:
+            fields["manager"] = None
+            manager_sent = True
+        elif item.manager_id is not None:
+            fields["manager"] = item.manager_id
+            manager_sent = True
+    external_id = item.key if item.action == Action.CREATE else None
+    send_mail = item.send_invitation if item.action == Action.CREATE else None
+    body = build_user_body(fields, external_id=external_id, status=status, send_mail=send_mail)
+    return body, manager_sent
+
+
+def _create(client: StaffbaseClient, item: WorkItem) -> Outcome:
+    if item.verify_before_create:
+        existing = client.find_user_by_external_id(item.key)
+        if existing is not None:
+            return _adopt(client, item, existing)
+
+    body, manager_sent = _body(item)
+    for _attempt in range(MAX_CREATE_ATTEMPTS):
+        try:
+            user = client.create_user(body)
+        except ConflictError as exc:
+            if exc.field != "externalID":
+                raise
+            existing = client.find_user_by_external_id(item.key)
+            if existing is None:
+                raise
+            return _adopt(client, item, existing)
+        except OutcomeUnknown:
+            # The request may have created the user: look before sending it again.
+            existing = client.find_user_by_external_id(item.key)
+            if existing is not None:
+                return _adopt(client, item, existing, created_by_us=True)
+            continue
+        return Outcome(item, Action.CREATE, user=user, manager_sent=manager_sent)
+
+    msg = (
+        f"creating {item.key!r} failed {MAX_CREATE_ATTEMPTS} times without an answer from"
+        " Staffbase, and no user with that externalID exists; it is tried again next run"
+    )
+    raise RecordFailed(msg)
+
+
+def _adopt(
+    client: StaffbaseClient, item: WorkItem, existing: dict[str, Any], *, created_by_us: bool = False
+) -> Outcome:
+    """Take over a user that already carries the key as externalID, fixing its fields."""
+    current = read_user_fields(existing)
+    wanted, manager_sent = _body(item)
+    wanted_flat = dict(item.data.get("set") or {})
+    if manager_sent:
+        wanted_flat["manager"] = item.manager_id if item.data.get("manager_key") else None
+
+    differing = {name: value for name, value in wanted_flat.items() if current.get(name) != value}
+    user = existing
+    if differing:
+        user = client.update_user(existing["id"], build_user_body(differing))
+    log.info("user_adopted", key=item.key, staffbase_id=existing["id"], fields=sorted(differing))
+    return Outcome(item, Action.CREATE, user=user, adopted=not created_by_us,
+                   manager_sent=manager_sent)
+
+
+def _update(client: StaffbaseClient, item: WorkItem) -> Outcome:
+    assert item.staffbase_id is not None
+    status = "activated" if item.action == Action.REACTIVATE else None
+    body, manager_sent = _body(item, status=status)
+    if not body:
+        return Outcome(item, item.action, manager_sent=manager_sent)
+
+    try:
+        user = client.update_user(item.staffbase_id, body)
+    except RecordFailed as exc:
+        if _is_not_found(exc):
+            return _gone(item)
+        raise
+    return Outcome(item, item.action, user=user, manager_sent=manager_sent)
+
+
+def _deactivate(client: StaffbaseClient, item: WorkItem) -> Outcome:
+    assert item.staffbase_id is not None
+    try:
+        user = client.update_user(item.staffbase_id, {"status": "deactivated"})
+    except RecordFailed as exc:
+        if _is_not_found(exc):
+            return _gone(item)
+        current = client.get_user(item.staffbase_id)
+        if current is None:
+            return _gone(item)
+        if current.get("status") == "pending":
+            # Staffbase cannot deactivate an invited user; the invitation is removed instead.
+            client.delete_user(item.staffbase_id)
+            return Outcome(item, Action.DELETE)
+        raise
+    return Outcome(item, Action.DEACTIVATE, user=user)
+
+
+def _delete(client: StaffbaseClient, item: WorkItem) -> Outcome:
+    assert item.staffbase_id is not None
+    if item.data.get("reason") in ("absent", "inactive") and item.data.get("known_status") == "pending":
+        # The person may have signed in since the state saw them: never delete an
+        # activated account because of a stale status.
+        current = client.get_user(item.staffbase_id)
+        if current is None:
+            return _gone(item)
+        if current.get("status") == "activated":
+            return _deactivate(client, item)
+        if current.get("status") == "deactivated":
+            return Outcome(item, Action.DEACTIVATE, user=current, extra={"already": True})
+
+    client.delete_user(item.staffbase_id)
+    return Outcome(item, Action.DELETE)
+
+
+def _gone(item: WorkItem) -> Outcome:
+    return Outcome(
+        item,
+        GONE,
+        message=(
+            f"Staffbase user {item.staffbase_id} of {item.key!r} no longer exists (deleted"
+            " outside staffsync); it is forgotten, and created again if HR still lists the person"
+        ),
+    )
+
+
+def _is_not_found(exc: RecordFailed) -> bool:
+    return getattr(exc, "status", None) == 404

@@ -1,0 +1,230 @@
+"""Write a plan's journal and its outcomes to the state database.
+
+Every change is marked ``sent`` (and committed) before its request goes out, and marked
+``done`` or ``failed`` together with its effect on the ``users`` table after the answer
+arrives, in one transaction. A change left ``sent`` after a crash is therefore exactly
+one whose outcome is unknown; :func:`staffsync.engine.settle.settle_open_intents` resolves
+those before the next plan is made.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from staffsync.engine.actions import GONE, Outcome
+from staffsync.planning.model import Action
+from staffsync.state import schema
+from staffsync.state.upsert import upsert
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+    from datetime import datetime
+
+__all__ = [
+    "RETRY_DELAYS",
+    "apply_records",
+    "bump_state_version",
+    "mark_sent",
+    "record_outcomes",
+    "revert_unsent",
+]
+
+# Delay before a failed record is tried again, by the number of failures so far: the
+# first failure is retried by the very next run, later ones wait longer and longer.
+RETRY_DELAYS = (
+    timedelta(0),
+    timedelta(minutes=5),
+    timedelta(minutes=15),
+    timedelta(hours=1),
+    timedelta(hours=4),
+    timedelta(hours=12),
+)
+STUCK_AFTER_ATTEMPTS = len(RETRY_DELAYS)
+"""Failures after which a record is reported as stuck; it is still retried twice a day."""
+
+
+def mark_sent(connection: sa.Connection, change_ids: Sequence[int], now: datetime) -> None:
+    """Record the intent to send ``change_ids``; the caller commits before sending."""
+    changes = schema.changes
+    connection.execute(
+        sa.update(changes).where(changes.c.id.in_(change_ids)).values(state="sent", updated_at=now)
+    )
+
+
+def revert_unsent(connection: sa.Connection, change_ids: Sequence[int]) -> None:
+    """Return changes marked sent but never submitted (the run is stopping) to planned."""
+    if change_ids:
+        changes = schema.changes
+        connection.execute(
+            sa.update(changes).where(changes.c.id.in_(change_ids)).values(state="planned")
+        )
+
+
+def bump_state_version(connection: sa.Connection) -> None:
+    """Count a change to the users table, so a held plan can tell the state moved on."""
+    meta = schema.state_meta
+    current = connection.execute(
+        sa.select(meta.c.value).where(meta.c.name == "state_version")
+    ).scalar_one_or_none()
+    value = str(int(current or 0) + 1)
+    upsert(connection, meta, [{"name": "state_version", "value": value}], ["name"])
+
+
+def record_outcomes(connection: sa.Connection, outcomes: Sequence[Outcome], now: datetime) -> None:
+    """Store each outcome: the journal entry, the user's state row, and failure tracking."""
+    if not outcomes:
+        return
+    stored_fields = _current_fields(connection, [o.item.key for o in outcomes])
+
+    for outcome in outcomes:
+        _record_one(connection, outcome, stored_fields.get(outcome.item.key), now)
+    bump_state_version(connection)
+
+
+def apply_records(connection: sa.Connection, items: Iterable[tuple[str, dict[str, Any]]],
+                  now: datetime) -> int:
+    """Apply state-only changes (new record hashes, lookup values); return how many."""
+    users = schema.users
+    rows = [
+        {
+            "k": key,
+            "record_hash": bytes.fromhex(record["record_hash"]) if record["record_hash"] else None,
+            "match_value": record.get("match_value"),
+            "email_key": record.get("email_key"),
+            "hr_active": record["hr_active"],
+            "updated_at": now,
+        }
+        for key, record in items
+    ]
+    if not rows:
+        return 0
+    connection.execute(
+        sa.update(users).where(users.c.key == sa.bindparam("k")).values(
+            record_hash=sa.bindparam("record_hash"),
+            match_value=sa.bindparam("match_value"),
+            email_key=sa.bindparam("email_key"),
+            hr_active=sa.bindparam("hr_active"),
+            updated_at=sa.bindparam("updated_at"),
+            left_at=sa.case(
+                (sa.bindparam("hr_active"), None),
+                else_=sa.func.coalesce(users.c.left_at, now),
+            ),
+        ),
+        rows,
+    )
+    bump_state_version(connection)
+    return len(rows)
+
+
+def _current_fields(connection: sa.Connection, keys: list[str]) -> dict[str, dict[str, Any]]:
+    users = schema.users
+    rows = connection.execute(
+        sa.select(users.c.key, users.c.fields, users.c.groups).where(users.c.key.in_(keys))
+    )
+    return {key: {"fields": fields or {}, "groups": groups} for key, fields, groups in rows}
+
+
+def _record_one(
+    connection: sa.Connection, outcome: Outcome, stored: dict[str, Any] | None, now: datetime
+) -> None:
+    item = outcome.item
+    users, changes, failures = schema.users, schema.changes, schema.failures
+
+    staffbase_id = (outcome.user or {}).get("id") or item.staffbase_id
+    connection.execute(
+        sa.update(changes).where(changes.c.id == item.change_id).values(
+            state="failed" if outcome.done == "failed" else "done",
+            outcome=outcome.done if outcome.done != "failed" else f"failed: {outcome.message}",
+            staffbase_id=staffbase_id,
+            updated_at=now,
+        )
+    )
+    if outcome.done == "failed":
+        _record_failure(connection, item.key, item.action, outcome.message or "", now)
+        return
+    connection.execute(sa.delete(failures).where(failures.c.key == item.key))
+
+    if outcome.done in (Action.DELETE, GONE):
+        connection.execute(sa.delete(users).where(users.c.key == item.key))
+        return
+
+    record = item.data.get("record")
+    values: dict[str, Any] = {"updated_at": now}
+    if record is not None:
+        values.update(
+            record_hash=bytes.fromhex(record["record_hash"]) if record.get("record_hash") else None,
+            match_value=record.get("match_value"),
+            email_key=record.get("email_key"),
+        )
+    if item.data.get("set_manager") and item.data.get("manager_key") and not outcome.manager_sent:
+        # The manager has no Staffbase user yet: forget the record hash so that the next
+        # run compares this record again and sets the manager once it can.
+        values["record_hash"] = None
+
+    if outcome.done == Action.DEACTIVATE:
+        values.update(status="deactivated", hr_active=False, left_at=now)
+        connection.execute(sa.update(users).where(users.c.key == item.key).values(**values))
+        return
+
+    sent = dict(item.data.get("set") or {})
+    manager_key = item.data.get("manager_key") if outcome.manager_sent else None
+    if outcome.done == Action.CREATE:
+        assert outcome.user is not None
+        values.update(
+            key=item.key,
+            staffbase_id=outcome.user["id"],
+            status=outcome.user.get("status") or "pending",
+            hr_active=True,
+            fields=sent,
+            manager_key=manager_key,
+            groups=item.data.get("groups"),
+            left_at=None,
+            created_at=now,
+        )
+        upsert(connection, users, [values], ["key"])
+        return
+
+    merged = dict((stored or {}).get("fields") or {})
+    merged.update(sent)
+    values["fields"] = merged
+    if outcome.manager_sent:
+        values["manager_key"] = manager_key
+    if item.data.get("groups") is not None:
+        values["groups"] = item.data["groups"]
+    if outcome.done == Action.REACTIVATE:
+        values.update(status="activated", hr_active=True, left_at=None)
+    connection.execute(sa.update(users).where(users.c.key == item.key).values(**values))
+
+
+def _record_failure(
+    connection: sa.Connection, key: str, action: str, message: str, now: datetime
+) -> None:
+    failures = schema.failures
+    previous = connection.execute(
+        sa.select(failures.c.attempts, failures.c.first_failed_at).where(failures.c.key == key)
+    ).first()
+    attempts = (previous.attempts if previous else 0) + 1
+    delay = RETRY_DELAYS[min(attempts, len(RETRY_DELAYS)) - 1]
+    upsert(
+        connection,
+        failures,
+        [{
+            "key": key,
+            "action": action,
+            "attempts": attempts,
+            "first_failed_at": previous.first_failed_at if previous else now,
+            "last_failed_at": now,
+            "next_attempt_at": now + delay,
+            "last_error": message[:2000],
+        }],
+        ["key"],
+    )
+
+
+def dump_json(value: Any) -> str:
+    """Serialise ``value`` compactly for a report column."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)

@@ -1,0 +1,211 @@
+"""Resolve manager references to employee keys and reject unknown, self and cyclic ones.
+
+A record names its manager by a reference (the manager's key, or the value of the field
+named by ``[mapping] manager_match``). The manager's row may be anywhere in the export,
+or only in the state database when this run did not change it. A reference that cannot
+be resolved, that points at the person, or that closes a cycle is a warning: the person
+is synced without that manager, and nobody is rejected for it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from staffsync.sources.base import RecordIssue
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Iterator, Sequence
+
+    from staffsync.planning.staging import StagingTables
+
+__all__ = ["ManagerCandidate", "resolve_managers"]
+
+BATCH = 500
+MAX_CHAIN = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class ManagerCandidate:
+    """A changed record that names a manager: its key, line and raw reference."""
+
+    key: str
+    line: int
+    ref: str
+
+
+def _batches(values: Iterable[str]) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for value in values:
+        batch.append(value)
+        if len(batch) == BATCH:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class _Lookups:
+    """Batched queries against the staging table and the baseline (state) table."""
+
+    def __init__(
+        self,
+        connection: sa.Connection,
+        tables: StagingTables,
+        baseline: sa.Table,
+        *,
+        by_match_value: bool,
+    ) -> None:
+        self.connection = connection
+        self.staging = tables.staging
+        self.baseline = baseline
+        self.by_match_value = by_match_value
+        self.parents: dict[str, str | None] = {}
+
+    def keys_for_refs(self, refs: set[str]) -> dict[str, set[str]]:
+        """Return every employee key each reference points at (several means ambiguous)."""
+        found: dict[str, set[str]] = {}
+        staging_column = self.staging.c.match_value if self.by_match_value else self.staging.c.key
+        baseline_column = self.baseline.c.match_value if self.by_match_value else self.baseline.c.key
+
+        for batch in _batches(sorted(refs)):
+            rows = self.connection.execute(
+                sa.select(staging_column, self.staging.c.key).where(staging_column.in_(batch))
+            )
+            for ref, key in rows:
+                found.setdefault(ref, set()).add(key)
+
+        unresolved = refs - found.keys()
+        for batch in _batches(sorted(unresolved)):
+            rows = self.connection.execute(
+                sa.select(baseline_column, self.baseline.c.key).where(baseline_column.in_(batch))
+            )
+            for ref, key in rows:
+                found.setdefault(ref, set()).add(key)
+        return found
+
+    def load_parents(self, keys: set[str]) -> None:
+        """Cache the manager each of ``keys`` has in the state (None for none)."""
+        missing = keys - self.parents.keys()
+        for batch in _batches(sorted(missing)):
+            rows = self.connection.execute(
+                sa.select(self.baseline.c.key, self.baseline.c.manager_key).where(
+                    self.baseline.c.key.in_(batch)
+                )
+            )
+            for key, manager_key in rows:
+                self.parents[key] = manager_key
+        for key in missing:
+            self.parents.setdefault(key, None)
+
+    def lines_of(self, keys: Sequence[str]) -> dict[str, int]:
+        """Return the export line of each key that has one."""
+        lines: dict[str, int] = {}
+        for batch in _batches(keys):
+            rows = self.connection.execute(
+                sa.select(self.staging.c.key, self.staging.c.line).where(
+                    self.staging.c.key.in_(batch)
+                )
+            )
+            lines.update({key: line for key, line in rows})
+        return lines
+
+
+def resolve_managers(
+    connection: sa.Connection,
+    tables: StagingTables,
+    baseline: sa.Table,
+    candidates: Sequence[ManagerCandidate],
+    *,
+    manager_field: str,
+    by_match_value: bool,
+) -> tuple[dict[str, str | None], list[RecordIssue]]:
+    """Resolve each candidate's manager to an employee key.
+
+    Returns:
+        The manager key for every candidate (None when it must be synced without one),
+        and a warning for every reference that was unknown, ambiguous, the person
+        themself, or part of a cycle.
+    """
+    lookups = _Lookups(connection, tables, baseline, by_match_value=by_match_value)
+    targets = lookups.keys_for_refs({c.ref for c in candidates})
+    resolved: dict[str, str | None] = {}
+    warnings: list[RecordIssue] = []
+
+    def warn(candidate: ManagerCandidate, message: str) -> None:
+        warnings.append(
+            RecordIssue(candidate.line, candidate.key, manager_field, candidate.ref, message)
+        )
+
+    for candidate in candidates:
+        keys = targets.get(candidate.ref, set())
+        if not keys:
+            warn(candidate, f"manager {candidate.ref!r} is not in the export or the state;"
+                 " the person is synced without a manager")
+            resolved[candidate.key] = None
+        elif len(keys) > 1:
+            warn(candidate, f"manager reference {candidate.ref!r} matches several people"
+                 f" ({', '.join(sorted(keys))}); the person is synced without a manager")
+            resolved[candidate.key] = None
+        elif candidate.key in keys:
+            warn(candidate, "the record names the person as their own manager;"
+                 " the person is synced without a manager")
+            resolved[candidate.key] = None
+        else:
+            resolved[candidate.key] = next(iter(keys))
+
+    cycles = _find_cycles(resolved, lookups)
+    lines = lookups.lines_of(sorted({key for path in cycles.values() for key in path}))
+    by_key = {c.key: c for c in candidates}
+    for key, path in cycles.items():
+        chain = " -> ".join(f"{k} (line {lines[k]})" if k in lines else k for k in path)
+        warn(by_key[key], f"manager references form a cycle: {chain} -> {key};"
+             " the person is synced without a manager")
+        resolved[key] = None
+    return resolved, warnings
+
+
+def _find_cycles(
+    resolved: dict[str, str | None], lookups: _Lookups
+) -> dict[str, list[str]]:
+    """Return, for each changed person whose manager chain leads back to them, that chain.
+
+    Chains are walked on the graph as it will be after this run: the new manager of each
+    changed person, the stored manager of everyone else. All walkers advance together so
+    that the stored managers they need are fetched in one query per step; a person whose
+    chain is known to end without a cycle is remembered, so no chain is walked twice.
+    """
+    def parent(key: str) -> str | None:
+        return resolved[key] if key in resolved else lookups.parents.get(key)
+
+    safe: set[str] = set()
+    cycles: dict[str, list[str]] = {}
+    walkers = {key: [key] for key, manager in resolved.items() if manager is not None}
+
+    while walkers:
+        unknown = {
+            path[-1]
+            for path in walkers.values()
+            if path[-1] not in resolved and path[-1] not in lookups.parents
+        }
+        lookups.load_parents(unknown)
+
+        finished: list[str] = []
+        for start, path in walkers.items():
+            step = parent(path[-1])
+            if step is None or step in safe:
+                safe.update(path)
+                finished.append(start)
+            elif step == start:
+                cycles[start] = path
+                finished.append(start)
+            elif step in path or len(path) > MAX_CHAIN:
+                # The chain runs into a cycle that does not include this person.
+                finished.append(start)
+            else:
+                path.append(step)
+        for start in finished:
+            del walkers[start]
+    return cycles

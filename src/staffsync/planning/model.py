@@ -1,0 +1,88 @@
+"""What a plan is made of: actions, phases and the planned changes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+__all__ = [
+    "ACTIONS",
+    "REPORTED_ACTIONS",
+    "Action",
+    "Phase",
+    "PlannedChange",
+]
+
+
+class Action:
+    """Names of plan actions; each but RECORD sends requests to Staffbase."""
+
+    CREATE: Final = "create"
+    UPDATE: Final = "update"
+    REACTIVATE: Final = "reactivate"
+    DEACTIVATE: Final = "deactivate"
+    DELETE: Final = "delete"
+    RECORD: Final = "record"
+    """Store a new record hash or lookup value in the state DB; Staffbase is not touched."""
+
+
+ACTIONS = (
+    Action.CREATE,
+    Action.UPDATE,
+    Action.REACTIVATE,
+    Action.DEACTIVATE,
+    Action.DELETE,
+    Action.RECORD,
+)
+REPORTED_ACTIONS = ACTIONS[:-1]
+
+# The run report counts what happened in the past tense.
+PAST_TENSE = {
+    Action.CREATE: "created",
+    Action.UPDATE: "updated",
+    Action.REACTIVATE: "reactivated",
+    Action.DEACTIVATE: "deactivated",
+    Action.DELETE: "deleted",
+}
+
+
+class Phase:
+    """The order in which a plan is applied; each phase finishes before the next starts."""
+
+    STATE: Final = 0
+    """State-only bookkeeping."""
+    PEOPLE: Final = 1
+    """Creates, updates and reactivations."""
+    MANAGERS: Final = 2
+    """Manager links that need a user created in phase 1."""
+    LEAVERS: Final = 3
+    """Deactivations and deletions, last, so an interrupted run has removed no one early."""
+
+
+@dataclass(slots=True)
+class PlannedChange:
+    """One change of a plan.
+
+    ``data`` holds what the engine needs to apply it (fields to send, the manager's key,
+    the new record hash …) and, under ``"diff"``, the before and after value of every
+    field the change touches, which ``plan`` prints and the run report lists.
+    """
+
+    seq: int
+    phase: int
+    action: str
+    key: str
+    staffbase_id: str | None
+    data: dict[str, Any] = field(default_factory=dict)
+
+    def as_report(self) -> dict[str, Any]:
+        """Return the run-report form: action, key, Staffbase id and field diffs."""
+        entry: dict[str, Any] = {
+            "action": self.action,
+            "key": self.key,
+            "staffbase_id": self.staffbase_id,
+            "fields": self.data.get("diff", {}),
+        }
+        if reason := self.data.get("reason"):
+            entry["reason"] = reason
+        return entry

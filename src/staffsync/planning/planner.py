@@ -1,0 +1,601 @@
+"""Compare an HR export with the state database and plan the changes for Staffbase.
+
+The planner streams the export into a staging table, rejects records that cannot be
+trusted (row errors, a key on several rows, one e-mail on two keys), maps again only the
+records whose raw values changed since the last run, and writes the resulting changes
+into a temporary ``plan`` table. Nothing is sent and nothing in the state is changed
+here; the safety guards read the plan's counts afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+import structlog
+
+from staffsync.mapping import DesiredUser, RecordMapper
+from staffsync.planning.diff import plan_for_desired, plan_for_leaver
+from staffsync.planning.managers import ManagerCandidate, resolve_managers
+from staffsync.planning.model import Action, Phase, PlannedChange
+from staffsync.planning.staging import (
+    StagingTables,
+    decode_values,
+    encode_values,
+    insert_rows,
+    normalize_key,
+    record_hash,
+)
+from staffsync.sources.base import RawRecord, RecordIssue, SourceError
+from staffsync.state import schema
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from datetime import datetime
+
+    from staffsync.settings import Settings
+    from staffsync.sources.base import Source
+
+__all__ = ["EmptySourceError", "Plan", "PlanOptions", "build_plan"]
+
+log = structlog.get_logger(__name__)
+
+INSERT_BATCH = 5000
+MAP_BATCH = 1000
+MAX_LISTED_ISSUES = 10_000
+
+
+class EmptySourceError(SourceError):
+    """The export holds no records; a run on it would treat everyone as a leaver."""
+
+
+@dataclass(frozen=True)
+class PlanOptions:
+    """How to plan: the time of the run and, for ``sync --only``, the keys to touch."""
+
+    now: datetime
+    only_keys: frozenset[str] | None = None
+
+
+@dataclass
+class IssueList:
+    """Issues of one kind: the first ones in full, and how many there were in all."""
+
+    items: list[RecordIssue] = field(default_factory=list)
+    total: int = 0
+
+    def add(self, issue: RecordIssue) -> None:
+        self.total += 1
+        if len(self.items) < MAX_LISTED_ISSUES:
+            self.items.append(issue)
+
+    def extend(self, issues: list[RecordIssue]) -> None:
+        for issue in issues:
+            self.add(issue)
+
+
+@dataclass
+class Plan:
+    """The changes one run would make, held in temporary tables on ``connection``."""
+
+    connection: sa.Connection
+    tables: StagingTables
+    counts: Counter[str]
+    records: int
+    unchanged: int
+    rejected: IssueList
+    warnings: IssueList
+    deferred: list[dict[str, Any]]
+    source_fingerprint: str
+    state_version: int
+    active_synced: int
+    leavers_withheld: int
+
+    @property
+    def deactivations(self) -> int:
+        """Planned deactivations and deletions of people HR no longer lists as active."""
+        return self.counts[Action.DEACTIVATE] + self.counts["delete_leaver"]
+
+    @property
+    def writes(self) -> int:
+        """Planned changes that send requests to Staffbase."""
+        return sum(self.counts[a] for a in (Action.CREATE, Action.UPDATE, Action.REACTIVATE,
+                                            Action.DEACTIVATE, Action.DELETE))
+
+    def iter_changes(self, *, include_state_only: bool = False) -> Iterator[PlannedChange]:
+        """Yield the planned changes in the order they would be applied."""
+        plan = self.tables.plan
+        query = sa.select(plan).order_by(plan.c.phase, plan.c.seq)
+        if not include_state_only:
+            query = query.where(plan.c.action != Action.RECORD)
+        for row in self.connection.execute(query).mappings():
+            yield PlannedChange(
+                seq=row["seq"],
+                phase=row["phase"],
+                action=row["action"],
+                key=row["key"],
+                staffbase_id=row["staffbase_id"],
+                data=row["data"],
+            )
+
+    def close(self) -> None:
+        """Drop the temporary tables."""
+        self.tables.drop(self.connection)
+
+
+def mapping_salt(settings: Settings, mapper: RecordMapper) -> bytes:
+    """Return the hash key that ties record hashes to the mapping in force.
+
+    Any change to ``[mapping]`` or to the fields read changes every record's hash, so the
+    next run maps every record again and compares the results field by field.
+    """
+    description = json.dumps(
+        {"mapping": settings.mapping.model_dump(mode="json"), "fields": mapper.source_fields},
+        sort_keys=True,
+    )
+    return hashlib.blake2b(description.encode(), digest_size=32).digest()
+
+
+def build_plan(
+    connection: sa.Connection,
+    settings: Settings,
+    source: Source,
+    mapper: RecordMapper,
+    options: PlanOptions,
+    *,
+    baseline: sa.Table = schema.users,
+) -> Plan:
+    """Plan the changes that bring Staffbase in step with ``source``.
+
+    Args:
+        connection: a connection of its own; the plan's temporary tables live on it.
+        settings: the whole configuration.
+        source: the HR export.
+        mapper: validates and maps records.
+        options: the time of the run and an optional set of keys to limit it to.
+        baseline: the table of what Staffbase is believed to hold; the state's ``users``
+            table, or for a full resync a table read from Staffbase with the same columns.
+
+    Raises:
+        SourceError: the export cannot be read, or lacks columns; nothing is planned.
+        EmptySourceError: the export has no records and ``allow_empty_source`` is off.
+    """
+    tables = StagingTables()
+    tables.create(connection)
+    planner = _Planner(connection, settings, mapper, tables, baseline, options)
+
+    planner.ingest(source)
+    if planner.records == 0 and not settings.safety.allow_empty_source:
+        tables.drop(connection)
+        msg = (
+            "the export holds no records; refusing to treat everyone as a leaver. If the"
+            " roster really is empty, set [safety] allow_empty_source = true"
+        )
+        raise EmptySourceError(msg, location=source.location)
+
+    tables.index_staging(connection, by_match_value=planner.by_match_value)
+    planner.reject_duplicate_keys()
+    planner.map_changed_records()
+    planner.reject_duplicate_emails()
+    planner.resolve_managers()
+    planner.plan_present_people()
+    planner.plan_leavers()
+    planner.plan_expired_deletions()
+    return planner.result()
+
+
+class _Planner:
+    """The steps of :func:`build_plan`, sharing its state."""
+
+    def __init__(
+        self,
+        connection: sa.Connection,
+        settings: Settings,
+        mapper: RecordMapper,
+        tables: StagingTables,
+        baseline: sa.Table,
+        options: PlanOptions,
+    ) -> None:
+        self.connection = connection
+        self.settings = settings
+        self.mapper = mapper
+        self.tables = tables
+        self.baseline = baseline
+        self.options = options
+        self.by_match_value = bool(settings.mapping.manager_match)
+        self.salt = mapping_salt(settings, mapper)
+
+        self.records = 0
+        self.unidentified = 0
+        self.rejected = IssueList()
+        self.warnings = IssueList()
+        self.fingerprint = hashlib.blake2b(self.salt, digest_size=16)
+        self.protected: set[str] = set()
+        self.counts: Counter[str] = Counter()
+        self.unchanged = 0
+        self.seq = 0
+        self.leavers_withheld = 0
+        self.deferred = self._load_deferred()
+        self.plan_rows: list[tuple[Any, ...]] = []
+
+    # -- reading the export ------------------------------------------------------------
+
+    def ingest(self, source: Source) -> None:
+        """Stream every record into the staging table."""
+        fields = self.mapper.source_fields
+        match_index = fields.index(self.settings.mapping.manager_match) if self.by_match_value else None
+        columns = ("line", "key", "record_hash", "payload", "match_value")
+        batch: list[tuple[Any, ...]] = []
+        salt = self.salt
+        fingerprint = self.fingerprint
+
+        for item in source.read(fields):
+            if isinstance(item, RecordIssue):
+                self._reject(item)
+                continue
+
+            values = item.values
+            key = normalize_key(values[0])
+            if key is None:
+                self._reject(RecordIssue(item.line, None, fields[0], _shown(values[0]),
+                                         "the employee key is empty; the row is skipped"))
+                continue
+            payload = encode_values(values)
+            digest = record_hash(payload, salt)
+            fingerprint.update(digest)
+            match_value = normalize_key(values[match_index]) if match_index is not None else None
+            batch.append((item.line, key, digest, payload, match_value))
+            self.records += 1
+            if len(batch) >= INSERT_BATCH:
+                insert_rows(self.connection, self.tables.staging, columns, batch)
+                batch = []
+
+        insert_rows(self.connection, self.tables.staging, columns, batch)
+
+    def _reject(self, issue: RecordIssue) -> None:
+        self.rejected.add(issue)
+        if issue.key is None:
+            self.unidentified += 1
+        else:
+            self.protected.add(issue.key)
+
+    # -- checks across rows ------------------------------------------------------------
+
+    def reject_duplicate_keys(self) -> None:
+        """Reject every row of a key that appears on several rows, and leave that person be."""
+        staging = self.tables.staging
+        duplicates = self.connection.execute(
+            sa.select(staging.c.key).group_by(staging.c.key).having(sa.func.count() > 1)
+        ).scalars().all()
+        if not duplicates:
+            return
+
+        key_field = self.mapper.source_fields[0]
+        for key in duplicates:
+            lines = self.connection.execute(
+                sa.select(staging.c.line).where(staging.c.key == key).order_by(staging.c.line)
+            ).scalars().all()
+            listed = ", ".join(str(line) for line in lines)
+            for line in lines:
+                self._reject(RecordIssue(
+                    line, key, key_field, key,
+                    f"employee key {key!r} appears on lines {listed}; every one of these rows"
+                    " is rejected and the person is left as they are until the export lists"
+                    " them once",
+                ))
+            self.connection.execute(
+                sa.update(staging).where(staging.c.key == key).values(rejected=True)
+            )
+
+    def map_changed_records(self) -> None:
+        """Map the records that are new or whose raw values differ from the last run's."""
+        staging, baseline, desired = self.tables.staging, self.baseline, self.tables.desired
+        query = (
+            sa.select(staging.c.line, staging.c.key, staging.c.payload, staging.c.record_hash,
+                      staging.c.match_value)
+            .select_from(staging.outerjoin(baseline, baseline.c.key == staging.c.key))
+            .where(
+                sa.not_(staging.c.rejected),
+                sa.or_(
+                    baseline.c.key.is_(None),
+                    baseline.c.record_hash.is_(None),
+                    baseline.c.record_hash != staging.c.record_hash,
+                ),
+            )
+            .order_by(staging.c.line)
+        )
+        if self.options.only_keys is not None:
+            query = query.where(staging.c.key.in_(sorted(self.options.only_keys)))
+
+        columns = ("key", "line", "active", "email_key", "manager_key", "data")
+        selected = 0
+        batch: list[tuple[Any, ...]] = []
+        # The result is read completely before inserting, because SQLite cannot write to
+        # one table while a cursor is still reading across it on the same connection.
+        rows = self.connection.execute(query).all()
+        for line, key, payload, digest, match_value in rows:
+            selected += 1
+            if key in self.deferred:
+                self.protected.add(key)
+                continue
+            outcome = self.mapper.map(RawRecord(line, decode_values(payload)))
+            if isinstance(outcome, list):
+                for issue in outcome:
+                    self._reject(issue)
+                self.protected.add(key)
+                continue
+            batch.append(_desired_row(outcome, digest, match_value))
+            if len(batch) >= MAP_BATCH:
+                self._insert_desired(columns, batch)
+                batch = []
+        self._insert_desired(columns, batch)
+
+        accepted = self.connection.execute(
+            sa.select(sa.func.count()).select_from(staging).where(sa.not_(staging.c.rejected))
+        ).scalar_one()
+        self.unchanged += accepted - selected
+
+    def _insert_desired(self, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
+        if rows:
+            self.connection.execute(
+                sa.insert(self.tables.desired), [dict(zip(columns, row, strict=True)) for row in rows]
+            )
+
+    def reject_duplicate_emails(self) -> None:
+        """Reject both rows when one e-mail address (any letter case) belongs to two keys."""
+        desired, baseline, staging = self.tables.desired, self.baseline, self.tables.staging
+        email_field = self.settings.mapping.fields["email"]
+        clashes: dict[str, set[tuple[str, int]]] = {}
+
+        within = self.connection.execute(
+            sa.select(desired.c.email_key, desired.c.key, desired.c.line).where(
+                desired.c.email_key.in_(
+                    sa.select(desired.c.email_key)
+                    .where(desired.c.active, desired.c.email_key.is_not(None))
+                    .group_by(desired.c.email_key)
+                    .having(sa.func.count() > 1)
+                ),
+                desired.c.active,
+            )
+        )
+        for email_key, key, line in within:
+            clashes.setdefault(email_key, set()).add((key, line))
+
+        # A changed record against an unchanged one that keeps its address.
+        unchanged_holder = (
+            sa.select(desired.c.email_key, desired.c.key, desired.c.line,
+                      baseline.c.key.label("other_key"), staging.c.line.label("other_line"))
+            .select_from(
+                desired.join(baseline, sa.and_(baseline.c.email_key == desired.c.email_key,
+                                               baseline.c.key != desired.c.key))
+                .join(staging, sa.and_(staging.c.key == baseline.c.key, sa.not_(staging.c.rejected)))
+            )
+            .where(
+                desired.c.active,
+                ~sa.exists().where(desired.c.key == baseline.c.key).correlate(baseline),
+            )
+        )
+        for email_key, key, line, other_key, other_line in self.connection.execute(unchanged_holder):
+            clashes.setdefault(email_key, set()).update({(key, line), (other_key, other_line)})
+
+        for email_key, holders in clashes.items():
+            listed = ", ".join(f"{key} (line {line})" for key, line in sorted(holders, key=lambda h: h[1]))
+            for key, line in holders:
+                self._reject(RecordIssue(
+                    line, key, email_field, email_key,
+                    f"e-mail {email_key!r} is used by several people: {listed}; these rows"
+                    " are rejected and the people are left as they are",
+                ))
+            keys = [key for key, _ in holders]
+            self.connection.execute(
+                sa.update(desired).where(desired.c.key.in_(keys)).values(rejected=True)
+            )
+
+    def resolve_managers(self) -> None:
+        """Replace each changed record's manager reference with the manager's key."""
+        desired = self.tables.desired
+        candidates: list[ManagerCandidate] = []
+        for key, line, data in self.connection.execute(
+            sa.select(desired.c.key, desired.c.line, desired.c.data).where(
+                desired.c.active, sa.not_(desired.c.rejected)
+            )
+        ):
+            if isinstance(data.get("manager_ref"), str):
+                candidates.append(ManagerCandidate(key, line, data["manager_ref"]))
+        if not candidates:
+            return
+
+        resolved, warnings = resolve_managers(
+            self.connection, self.tables, self.baseline, candidates,
+            manager_field=self.settings.mapping.fields.get("manager", "manager"),
+            by_match_value=self.by_match_value,
+        )
+        self.warnings.extend(warnings)
+        updates = [{"k": key, "m": manager} for key, manager in resolved.items()]
+        for start in range(0, len(updates), MAP_BATCH):
+            self.connection.execute(
+                sa.update(desired).where(desired.c.key == sa.bindparam("k"))
+                .values(manager_key=sa.bindparam("m")),
+                updates[start:start + MAP_BATCH],
+            )
+
+    # -- producing changes -------------------------------------------------------------
+
+    def plan_present_people(self) -> None:
+        """Plan creates, updates, reactivations and status deactivations for changed records."""
+        desired, baseline = self.tables.desired, self.baseline
+        creating = {
+            key for (key,) in self.connection.execute(
+                sa.select(desired.c.key)
+                .select_from(desired.outerjoin(baseline, baseline.c.key == desired.c.key))
+                .where(baseline.c.key.is_(None), desired.c.active, sa.not_(desired.c.rejected))
+            )
+        }
+        rows = self.connection.execute(
+            sa.select(desired, baseline)
+            .select_from(desired.outerjoin(baseline, baseline.c.key == desired.c.key))
+            .where(sa.not_(desired.c.rejected))
+            .order_by(desired.c.line)
+        ).mappings().all()
+
+        for row in rows:
+            state = None if row[baseline.c.key] is None else _state_of(row, baseline)
+            changes = plan_for_desired(
+                key=row[desired.c.key],
+                active=row[desired.c.active],
+                manager_key=row[desired.c.manager_key],
+                data=row[desired.c.data],
+                state=state,
+                settings=self.settings,
+                creating=creating,
+            )
+            if not any(change.action != Action.RECORD for change in changes):
+                self.unchanged += 1
+            for change in changes:
+                self._add(change)
+
+    def plan_leavers(self) -> None:
+        """Plan deactivations for active people that a full export no longer lists."""
+        if not self.settings.source.full_snapshot:
+            return
+        staging, baseline = self.tables.staging, self.baseline
+        query = sa.select(baseline).where(
+            baseline.c.hr_active,
+            ~sa.exists().where(staging.c.key == baseline.c.key),
+        )
+        if self.options.only_keys is not None:
+            query = query.where(baseline.c.key.in_(sorted(self.options.only_keys)))
+
+        leavers = self.connection.execute(query).mappings().all()
+        if self.unidentified and leavers:
+            # A row whose key could not be read may belong to any of these people.
+            self.leavers_withheld = len(leavers)
+            log.warning("leavers_withheld", leavers=len(leavers), unidentified_rows=self.unidentified)
+            return
+
+        for row in leavers:
+            if row["key"] in self.deferred or row["key"] in self.protected:
+                continue
+            for change in plan_for_leaver(_state_of(row, baseline), self.settings, reason="absent"):
+                self._add(change)
+
+    def plan_expired_deletions(self) -> None:
+        """Plan deletion of users deactivated longer than ``[policy] delete_after_days``."""
+        days = self.settings.policy.delete_after_days
+        if days == 0:
+            return
+        from datetime import timedelta
+
+        baseline, desired = self.baseline, self.tables.desired
+        cutoff = self.options.now - timedelta(days=days)
+        query = sa.select(baseline).where(
+            sa.not_(baseline.c.hr_active),
+            baseline.c.status == "deactivated",
+            baseline.c.left_at < cutoff,
+            ~sa.exists().where(desired.c.key == baseline.c.key, desired.c.active),
+        )
+        if self.options.only_keys is not None:
+            query = query.where(baseline.c.key.in_(sorted(self.options.only_keys)))
+        for row in self.connection.execute(query).mappings().all():
+            if row["key"] in self.deferred:
+                continue
+            self._add(PlannedChange(0, Phase.LEAVERS, Action.DELETE, row["key"],
+                                    row["staffbase_id"],
+                                    {"reason": "expired", "diff": {"status": {
+                                        "before": row["status"], "after": "deleted"}}}))
+
+    def _add(self, change: PlannedChange) -> None:
+        self.seq += 1
+        change.seq = self.seq
+        self.counts[change.action] += 1
+        if change.action == Action.DELETE and change.data.get("reason") in ("absent", "inactive"):
+            self.counts["delete_leaver"] += 1
+        self.plan_rows.append((change.seq, change.phase, change.action, change.key,
+                               change.staffbase_id, change.data))
+        if len(self.plan_rows) >= MAP_BATCH:
+            self._flush_plan()
+
+    def _flush_plan(self) -> None:
+        if self.plan_rows:
+            columns = ("seq", "phase", "action", "key", "staffbase_id", "data")
+            self.connection.execute(
+                sa.insert(self.tables.plan),
+                [dict(zip(columns, row, strict=True)) for row in self.plan_rows],
+            )
+            self.plan_rows = []
+
+    # -- bookkeeping -------------------------------------------------------------------
+
+    def _load_deferred(self) -> dict[str, dict[str, Any]]:
+        """Return the failing records whose next attempt is not due yet."""
+        failures = schema.failures
+        rows = self.connection.execute(
+            sa.select(failures).where(failures.c.next_attempt_at > self.options.now)
+        ).mappings().all()
+        return {row["key"]: dict(row) for row in rows}
+
+    def result(self) -> Plan:
+        self._flush_plan()
+        active_synced = self.connection.execute(
+            sa.select(sa.func.count()).select_from(self.baseline).where(
+                self.baseline.c.hr_active, self.baseline.c.status.in_(("pending", "activated"))
+            )
+        ).scalar_one()
+        state_version = _read_state_version(self.connection)
+        deferred = [
+            {
+                "key": key,
+                "action": row["action"],
+                "message": (
+                    f"failed {row['attempts']} time(s), last with: {row['last_error']};"
+                    f" next attempt after {row['next_attempt_at'].isoformat()}"
+                ),
+            }
+            for key, row in sorted(self.deferred.items())
+        ]
+        return Plan(
+            connection=self.connection,
+            tables=self.tables,
+            counts=self.counts,
+            records=self.records,
+            unchanged=self.unchanged,
+            rejected=self.rejected,
+            warnings=self.warnings,
+            deferred=deferred,
+            source_fingerprint=self.fingerprint.hexdigest(),
+            state_version=state_version,
+            active_synced=active_synced,
+            leavers_withheld=self.leavers_withheld,
+        )
+
+
+def _read_state_version(connection: sa.Connection) -> int:
+    value = connection.execute(
+        sa.select(schema.state_meta.c.value).where(schema.state_meta.c.name == "state_version")
+    ).scalar_one_or_none()
+    return int(value) if value is not None else 0
+
+
+def _desired_row(user: DesiredUser, digest: bytes, match_value: str | None) -> tuple[Any, ...]:
+    data: dict[str, Any] = {
+        "fields": user.fields,
+        "record_hash": digest.hex(),
+        "match_value": user.match_value if user.match_value is not None else match_value,
+    }
+    if isinstance(user.manager_ref, str) or user.manager_ref is None:
+        data["manager_ref"] = user.manager_ref
+    if user.groups is not None:
+        data["groups"] = list(user.groups)
+    return (user.key, user.line, user.active, user.email_key, None, data)
+
+
+def _state_of(row: Any, baseline: sa.Table) -> dict[str, Any]:
+    return {column.name: row[column] for column in baseline.columns}
+
+
+def _shown(value: object) -> str | None:
+    return value if isinstance(value, str) else None

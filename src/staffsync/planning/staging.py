@@ -1,0 +1,157 @@
+"""Temporary tables that hold one run's export while it is compared with the state.
+
+A run streams every source record into a temporary ``staging`` table (line, key, a hash
+of the raw values and the raw values themselves) instead of into memory, so that memory
+stays flat however large the export is. The database then finds duplicates, new,
+changed and missing people with indexed joins. Only the records that changed are decoded
+and mapped again, into ``desired``; the changes end up in ``plan``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import unicodedata
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+
+from staffsync.sources.base import MISSING, Missing, RawValue
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable, Sequence
+
+__all__ = [
+    "StagingTables",
+    "decode_values",
+    "encode_values",
+    "insert_rows",
+    "normalize_key",
+    "record_hash",
+]
+
+FIELD_SEPARATOR = "\x1f"
+JSON_MARKER = "\x1e"
+# Every Unicode space (all lie below U+3100), plus zero-width spaces and stray BOMs.
+_STRIPPED = "".join(chr(c) for c in range(0x3100) if chr(c).isspace()) + "\u200b\ufeff"
+
+
+def normalize_key(value: RawValue) -> str | None:
+    """Return an employee key as compared everywhere: trimmed text in NFC, or None."""
+    if not isinstance(value, str):
+        return None
+    text = value.strip(_STRIPPED)
+    if not text.isascii():
+        text = unicodedata.normalize("NFC", text)
+    return text or None
+
+
+def encode_values(values: Sequence[RawValue]) -> str:
+    """Encode a record's raw values as one string that :func:`decode_values` reverses.
+
+    Plain text values, by far the common case, are joined with a control character; any
+    other value (null, missing, a list, or text containing that character) falls back to
+    JSON, with a missing value written as an empty object.
+    """
+    if all(type(v) is str and FIELD_SEPARATOR not in v and JSON_MARKER not in v for v in values):
+        return FIELD_SEPARATOR.join(values)  # type: ignore[arg-type]
+    encoded = [{} if isinstance(v, Missing) else v for v in values]
+    return JSON_MARKER + json.dumps(encoded, ensure_ascii=False, separators=(",", ":"))
+
+
+def decode_values(payload: str) -> tuple[RawValue, ...]:
+    """Reverse :func:`encode_values`."""
+    if not payload.startswith(JSON_MARKER):
+        return tuple(payload.split(FIELD_SEPARATOR))
+    decoded: list[Any] = json.loads(payload[1:])
+    return tuple(MISSING if v == {} else v for v in decoded)
+
+
+def record_hash(payload: str, salt: bytes) -> bytes:
+    """Hash a record's encoded values; ``salt`` ties the hash to the mapping settings."""
+    return hashlib.blake2b(payload.encode("utf-8"), digest_size=16, key=salt).digest()
+
+
+class StagingTables:
+    """The temporary tables of one planning connection."""
+
+    def __init__(self) -> None:
+        self.metadata = sa.MetaData()
+        self.staging = sa.Table(
+            "staging",
+            self.metadata,
+            sa.Column("line", sa.Integer, nullable=False),
+            sa.Column("key", sa.Text, nullable=True),
+            sa.Column("record_hash", sa.LargeBinary(16), nullable=False),
+            sa.Column("payload", sa.Text, nullable=False),
+            sa.Column("match_value", sa.Text, nullable=True),
+            sa.Column("rejected", sa.Boolean, nullable=False, server_default=sa.false()),
+            prefixes=["TEMPORARY"],
+        )
+        self.desired = sa.Table(
+            "desired",
+            self.metadata,
+            sa.Column("key", sa.Text, primary_key=True),
+            sa.Column("line", sa.Integer, nullable=False),
+            sa.Column("active", sa.Boolean, nullable=False),
+            sa.Column("email_key", sa.Text, nullable=True),
+            sa.Column("manager_key", sa.Text, nullable=True),
+            sa.Column("data", sa.JSON, nullable=False),
+            sa.Column("rejected", sa.Boolean, nullable=False, server_default=sa.false()),
+            prefixes=["TEMPORARY"],
+        )
+        self.plan = sa.Table(
+            "plan",
+            self.metadata,
+            sa.Column("seq", sa.Integer, primary_key=True, autoincrement=False),
+            sa.Column("phase", sa.Integer, nullable=False),
+            sa.Column("action", sa.Text, nullable=False),
+            sa.Column("key", sa.Text, nullable=False),
+            sa.Column("staffbase_id", sa.Text, nullable=True),
+            sa.Column("data", sa.JSON, nullable=False),
+            prefixes=["TEMPORARY"],
+        )
+
+    def create(self, connection: sa.Connection) -> None:
+        """Create the tables on ``connection``, dropping leftovers of an earlier plan."""
+        self.metadata.drop_all(connection, checkfirst=True)
+        self.metadata.create_all(connection)
+
+    def index_staging(self, connection: sa.Connection, *, by_match_value: bool) -> None:
+        """Index the loaded staging table for the joins that follow."""
+        connection.execute(sa.text("CREATE INDEX staging_key ON staging (key)"))
+        if by_match_value:
+            connection.execute(sa.text("CREATE INDEX staging_match ON staging (match_value)"))
+        if connection.dialect.name == "postgresql":
+            connection.execute(sa.text("ANALYZE staging"))
+
+    def drop(self, connection: sa.Connection) -> None:
+        """Drop the tables; used once the plan has been applied or shown."""
+        self.metadata.drop_all(connection, checkfirst=True)
+
+
+def insert_rows(
+    connection: sa.Connection, table: sa.Table, columns: Sequence[str], rows: Iterable[tuple[Any, ...]]
+) -> None:
+    """Insert many rows fast: COPY on PostgreSQL, one prepared executemany on SQLite."""
+    rows = list(rows)
+    if not rows:
+        return
+
+    if connection.dialect.name == "postgresql":
+        raw = connection.connection.driver_connection
+        assert raw is not None
+        column_list = ", ".join(columns)
+        with raw.cursor() as cursor, cursor.copy(
+            f"COPY {table.name} ({column_list}) FROM STDIN"  # noqa: S608 (fixed names)
+        ) as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+
+    placeholders = ", ".join("?" for _ in columns)
+    column_list = ", ".join(columns)
+    connection.exec_driver_sql(
+        f"INSERT INTO {table.name} ({column_list}) VALUES ({placeholders})",  # noqa: S608
+        rows,
+    )

@@ -1,0 +1,91 @@
+"""Engines for the state database: SQLite (the default) or PostgreSQL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+if TYPE_CHECKING:
+    from staffsync.settings import StateSettings
+
+__all__ = ["StateDatabaseError", "create_state_engine", "is_sqlite", "sqlite_path", "state_url"]
+
+SQLITE_BUSY_TIMEOUT_SECONDS = 30
+
+
+class StateDatabaseError(Exception):
+    """The state database URL is invalid or the database cannot be used."""
+
+
+def state_url(settings: StateSettings) -> sa.URL:
+    """Return the configured URL with ``[state] password`` filled in when the URL has none."""
+    try:
+        url = sa.make_url(settings.url)
+    except sa.exc.ArgumentError:
+        msg = (
+            f"[state] url {settings.url!r} is not a database URL; use e.g."
+            " 'sqlite:///staffsync.db' or 'postgresql+psycopg://user@host/db'"
+        )
+        raise StateDatabaseError(msg) from None
+
+    if url.get_backend_name() not in ("sqlite", "postgresql"):
+        msg = f"[state] url uses {url.get_backend_name()!r}; staffsync supports sqlite and postgresql"
+        raise StateDatabaseError(msg)
+    if url.get_backend_name() == "postgresql" and url.drivername == "postgresql":
+        url = url.set(drivername="postgresql+psycopg")
+    if settings.password is not None and url.password is None:
+        url = url.set(password=settings.password.get_secret_value())
+    return url
+
+
+def is_sqlite(url: sa.URL) -> bool:
+    """Tell whether ``url`` names a SQLite database."""
+    return url.get_backend_name() == "sqlite"
+
+
+def sqlite_path(url: sa.URL) -> Path:
+    """Return the file of a SQLite URL; in-memory databases are refused."""
+    if not url.database or url.database == ":memory:":
+        msg = "[state] url must name a SQLite file; an in-memory database would forget every run"
+        raise StateDatabaseError(msg)
+    return Path(url.database)
+
+
+def create_state_engine(settings: StateSettings) -> sa.Engine:
+    """Create the engine for the state database, with SQLite tuned for one daemon.
+
+    SQLite gets WAL journaling, a busy timeout, foreign keys, and real transactions:
+    Python 3.11's sqlite3 module does not begin a transaction before SELECT statements, so
+    autocommit is turned off in the driver and SQLAlchemy emits BEGIN itself.
+    """
+    url = state_url(settings)
+    if not is_sqlite(url):
+        return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+
+    path = sqlite_path(url)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    engine = sa.create_engine(
+        url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False}
+    )
+
+    @event.listens_for(engine, "connect")
+    def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_SECONDS * 1000}")
+        # Planning stages a whole export in temporary tables; keep them on disk.
+        cursor.execute("PRAGMA temp_store=FILE")
+        cursor.execute("PRAGMA cache_size=-65536")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: sa.Connection) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+    return engine
