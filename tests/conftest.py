@@ -1,4 +1,5 @@
-"""Fixtures shared by the whole suite: state databases on SQLite and PostgreSQL."""
+"""Fixtures shared by the whole suite: state databases on SQLite and PostgreSQL, and the
+Staffbase emulator."""
 
 from __future__ import annotations
 
@@ -6,8 +7,11 @@ import os
 import uuid
 from typing import TYPE_CHECKING
 
+import httpx
 import pytest
 import sqlalchemy as sa
+
+from staffsync.emulator import EmulatorServer
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -81,3 +85,20 @@ def state_url(request: pytest.FixtureRequest) -> str:
     if request.param == "sqlite":
         return str(request.getfixturevalue("sqlite_url"))
     return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture(scope="session")
+def emulator_server() -> Iterator[EmulatorServer]:
+    """One Staffbase emulator on a free 127.0.0.1 port, shared by the whole session.
+
+    It accepts the default demo credentials of ``EmulatorConfig``.
+    """
+    with EmulatorServer() as server:
+        yield server
+
+
+@pytest.fixture
+def emulator(emulator_server: EmulatorServer) -> EmulatorServer:
+    """The session's emulator, reset to an empty tenant without faults or statistics."""
+    httpx.post(f"{emulator_server.url}/__emulator/reset").raise_for_status()
+    return emulator_server

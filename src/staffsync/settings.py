@@ -185,6 +185,8 @@ class StaffbaseSettings(_Section):
     """Attempts per request, the first included, before a record counts as failed."""
     max_retry_wait_seconds: Annotated[float, Field(gt=0)] = 60.0
     """Longest single wait between attempts; a longer Retry-After fails the request."""
+    retry_initial_wait_seconds: Annotated[float, Field(gt=0)] = 0.5
+    """Upper bound of the first random backoff wait; the bound doubles with each retry."""
     page_size: Annotated[int, Field(ge=1, le=1000)] = 100
     send_invitation: bool = False
     """Ask Staffbase to e-mail an invitation to each created user (``sendMail``)."""
