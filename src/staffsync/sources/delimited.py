@@ -1,0 +1,270 @@
+"""Delimited text exports (CSV, semicolon or tab separated), as Excel and HR systems write them."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import operator
+import unicodedata
+from typing import TYPE_CHECKING
+
+from staffsync.sources.base import RawRecord, RecordIssue, SourceError
+from staffsync.sources.decoding import describe_decode_error, open_text
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator, Sequence
+    from pathlib import Path
+    from typing import TypeAlias
+
+    _Picker: TypeAlias = Callable[[list[str]], tuple[str, ...]]
+
+__all__ = ["AUTO_DELIMITERS", "DelimitedSource"]
+
+AUTO_DELIMITERS = (",", ";", "\t", "|")
+"""Delimiters that ``delimiter = "auto"`` chooses from, preferred in this order on a tie."""
+
+
+def normalize_column(name: str) -> str:
+    """Return the form in which header names and requested fields are compared."""
+    return unicodedata.normalize("NFC", name).strip().strip("\ufeff\u200b").casefold()
+
+
+def _toml_string(value: str) -> str:
+    return '"\\t"' if value == "\t" else f'"{value}"'
+
+
+class DelimitedSource:
+    """Reads a delimited file with one header line (two with ``header_rows = 2``).
+
+    Rows are streamed through the csv module; only the current record is held in memory.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        encoding: str = "utf-8",
+        delimiter: str = ",",
+        header_rows: int = 1,
+    ) -> None:
+        self.path = path
+        self.encoding = encoding
+        self.delimiter = delimiter
+        self.header_rows = header_rows
+
+    @property
+    def location(self) -> str:
+        """The file path, for messages."""
+        return str(self.path)
+
+    def read(self, fields: Sequence[str]) -> Iterator[RawRecord | RecordIssue]:
+        """Yield each data row's values for ``fields``; the first field names the employee key.
+
+        Raises:
+            SourceError: the file cannot be opened or decoded, its header lacks a field
+                or repeats a name, or a quoted value is never closed.
+        """
+        text, _ = open_text(self.path, self.encoding)
+        with text:
+            try:
+                yield from self._read_rows(text, fields)
+            except UnicodeDecodeError:
+                raise describe_decode_error(self.path, self.encoding) from None
+
+    def _read_rows(
+        self, lines: Iterable[str], fields: Sequence[str]
+    ) -> Iterator[RawRecord | RecordIssue]:
+        lines = iter(lines)
+        skipped, first = _first_nonblank_line(lines)
+        if first is None:
+            msg = "the file is empty; expected a header line naming the columns"
+            raise SourceError(msg, location=self.location)
+
+        delimiter = _detect_delimiter(first) if self.delimiter == "auto" else self.delimiter
+        reader = csv.reader(itertools.chain([first], lines), delimiter=delimiter, strict=True)
+        header = [name.strip() for name in next(reader)]
+        while header and not header[-1]:
+            header.pop()
+        if not header:
+            msg = f"line {skipped + 1}, the header, names no columns; the first line must name them"
+            raise SourceError(msg, location=self.location)
+        indexes = self._resolve_columns(header, fields, first, delimiter)
+        if self.header_rows == 2:
+            next(reader, None)
+
+        yield from self._iter_rows(reader, skipped, header, indexes, delimiter)
+
+    def _iter_rows(
+        self,
+        reader: Iterator[list[str]],
+        skipped: int,
+        header: list[str],
+        indexes: list[int],
+        delimiter: str,
+    ) -> Iterator[RawRecord | RecordIssue]:
+        pick = _picker(indexes)
+        key_index = indexes[0] if indexes else 0
+        width = len(header)
+        line_num = operator.attrgetter("line_num")
+        end = line_num(reader) + skipped
+
+        # csv.Error ends the for loop; the reader resumes on the next line, so restart it.
+        while True:
+            try:
+                for row in reader:
+                    start = end + 1
+                    end = line_num(reader) + skipped
+                    if len(row) == width and (row[key_index] or any(row)):
+                        yield RawRecord(start, pick(row))
+                    elif len(row) != width and any(cell.strip() for cell in row):
+                        yield self._check_width(
+                            start, row, width, key_index, pick=pick, delimiter=delimiter
+                        )
+            except csv.Error as exc:
+                start = end + 1
+                end = line_num(reader) + skipped
+                yield self._parse_issue(start, exc, delimiter)
+            else:
+                return
+
+    def _check_width(
+        self,
+        line: int,
+        row: list[str],
+        width: int,
+        key_index: int,
+        *,
+        pick: _Picker,
+        delimiter: str,
+    ) -> RawRecord | RecordIssue:
+        # Excel pads rows with empty cells up to the widest row: those are not values.
+        if len(row) > width and not any(cell.strip() for cell in row[width:]):
+            return RawRecord(line, pick(row))
+
+        key = row[key_index].strip() if key_index < len(row) else ""
+        if len(row) > width:
+            advice = f"quote values that contain the delimiter {delimiter!r}"
+        else:
+            advice = "a value may be missing, or a line break in a value may lack quotes"
+        message = (
+            f"the row has {len(row)} values but the header has {width} columns;"
+            f" the row is skipped: {advice}"
+        )
+        return RecordIssue(line=line, key=key or None, field=None, value=None, message=message)
+
+    def _parse_issue(self, line: int, exc: csv.Error, delimiter: str) -> RecordIssue:
+        reason = str(exc)
+        if "unexpected end of data" in reason:
+            msg = (
+                f"line {line} opens a quoted value that is never closed, so the rest of the"
+                " file would be read as one value; fix the quotes on that line"
+            )
+            raise SourceError(msg, location=self.location)
+        if "field larger than field limit" in reason:
+            msg = (
+                f"a value starting on line {line} is longer than {csv.field_size_limit()}"
+                " characters; an opening quote without a closing quote usually causes this"
+            )
+            raise SourceError(msg, location=self.location)
+
+        message = (
+            f"the row cannot be parsed ({reason}); the row is skipped: a quoted value must be"
+            f" followed by the delimiter {delimiter!r}, and quotes inside it must be doubled"
+        )
+        return RecordIssue(line=line, key=None, field=None, value=None, message=message)
+
+    def _resolve_columns(
+        self,
+        header: list[str],
+        fields: Sequence[str],
+        first_line: str,
+        delimiter: str,
+    ) -> list[int]:
+        positions: dict[str, int] = {}
+        for index, name in enumerate(header):
+            normalized = normalize_column(name)
+            if not normalized:
+                continue
+            if normalized in positions:
+                msg = (
+                    f"the header names column {name!r} twice (columns {positions[normalized] + 1}"
+                    f" and {index + 1}); rename one so that each field has one source"
+                )
+                raise SourceError(msg, location=self.location)
+            positions[normalized] = index
+
+        wanted = [normalize_column(field) for field in fields]
+        missing = [
+            field for field, name in zip(fields, wanted, strict=True) if name not in positions
+        ]
+        if missing:
+            raise self._missing_columns_error(missing, header, set(wanted), first_line, delimiter)
+        return [positions[name] for name in wanted]
+
+    def _missing_columns_error(
+        self,
+        missing: list[str],
+        header: list[str],
+        wanted: set[str],
+        first_line: str,
+        delimiter: str,
+    ) -> SourceError:
+        unused = [name for name in header if name and normalize_column(name) not in wanted]
+        parts = [
+            f"the header lacks the columns {missing!r} that [mapping] reads",
+            f"unused header columns: {unused!r}" if unused else "the header has no other columns",
+        ]
+
+        if len(header) == 1:
+            better = _better_delimiter(first_line, delimiter)
+            if better is not None:
+                parts.append(
+                    f"the header is a single column, so the delimiter is probably {better!r}"
+                    f" rather than {delimiter!r}: set [source] delimiter = {_toml_string(better)}"
+                    ' or "auto"'
+                )
+        if any("\x00" in name for name in header):
+            parts.append('the header contains NUL characters: set [source] encoding = "utf-16"')
+
+        msg = "; ".join(parts)
+        return SourceError(msg, location=self.location)
+
+
+def _first_nonblank_line(lines: Iterator[str]) -> tuple[int, str | None]:
+    """Return how many blank lines precede the first other line, and that line."""
+    skipped = 0
+    for line in lines:
+        text = line.removeprefix("\ufeff") if skipped == 0 else line
+        if text.strip():
+            return skipped, text
+        skipped += 1
+    return skipped, None
+
+
+def _detect_delimiter(header_line: str) -> str:
+    """Pick the delimiter for ``delimiter = "auto"``; ``","`` when no candidate splits the line."""
+    return _better_delimiter(header_line, None) or ","
+
+
+def _better_delimiter(header_line: str, current: str | None) -> str | None:
+    """Return the candidate other than ``current`` that splits the header into the most columns."""
+    best: str | None = None
+    best_width = 1
+    for candidate in AUTO_DELIMITERS:
+        if candidate == current:
+            continue
+        width = len(next(csv.reader([header_line], delimiter=candidate), []))
+        if width > best_width:
+            best, best_width = candidate, width
+    return best
+
+
+def _picker(indexes: list[int]) -> _Picker:
+    """Return a function that takes the wanted cells of a row, in the wanted order."""
+    if not indexes:
+        return lambda row: ()
+    if len(indexes) == 1:
+        only = indexes[0]
+        return lambda row: (row[only],)
+    getter: _Picker = operator.itemgetter(*indexes)
+    return getter
