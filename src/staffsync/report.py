@@ -49,6 +49,8 @@ class RunReport:
     failed: list[dict[str, Any]] = field(default_factory=list)
     warnings: list[dict[str, Any]] = field(default_factory=list)
     changes: list[dict[str, Any]] = field(default_factory=list)
+    orphans: list[dict[str, Any]] = field(default_factory=list)
+    """Full resync only: Staffbase users that HR does not list and staffsync never managed."""
     held: dict[str, Any] | None = None
     error: str | None = None
     plan_id: str | None = None
@@ -91,6 +93,8 @@ class RunReport:
             "warnings": self.warnings,
             "changes": self.changes,
         }
+        if self.mode == "full":
+            lists["orphans"] = self.orphans
         for name, items in lists.items():
             shown = items if max_items is None else items[:max_items]
             data[name] = shown

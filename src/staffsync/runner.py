@@ -24,6 +24,7 @@ from staffsync.mapping import RecordMapper
 from staffsync.planning.guards import check_guards
 from staffsync.planning.model import PAST_TENSE
 from staffsync.planning.planner import Plan, PlanOptions, build_plan
+from staffsync.planning.remote import load_remote_users, rebuild_state
 from staffsync.planning.store import (
     fill_report_from_plan,
     iter_applied_changes,
@@ -43,7 +44,7 @@ from staffsync.state.lock import RunLock, acquire_run_lock
 from staffsync.state.migrate import ensure_schema
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Sequence
     from pathlib import Path
 
     from staffsync.settings import Settings
@@ -184,9 +185,6 @@ class _Run:
         self.now = _now()
 
     def run(self) -> None:
-        if self.request.mode == "full":
-            msg = "full resync is not available in this version; run 'staffsync sync' instead"
-            raise RunFailed(msg)
         if not self.request.dry_run:
             settle_open_intents(self.connection, self.clients.get(), self.now)
         if self.request.approve:
@@ -205,6 +203,8 @@ class _Run:
             store_plan(self.connection, plan, plan_id=plan_id, run_id=self.report.run_id,
                        mode=self.request.mode, hold_reason=hold,
                        only_keys=self.request.only_keys, report=self.report, now=self.now)
+            if plan.remote is not None and not hold:
+                rebuild_state(self.connection, plan.remote, plan.tables.staging)
             self.connection.commit()
         finally:
             plan.close()
@@ -220,12 +220,17 @@ class _Run:
     def _source_location(self) -> str:
         return str(self.settings.resolve_path(self.settings.source.path))
 
-    def _plan(self) -> Plan:
+    def _plan(self, only_keys: Sequence[str] | None = None) -> Plan:
         source = open_source(self.settings.source, self._base_dir())
         mapper = RecordMapper(self.settings.mapping)
-        only = frozenset(self.request.only_keys) if self.request.only_keys else None
+        keys = only_keys if only_keys is not None else self.request.only_keys
+        only = frozenset(keys) if keys else None
+        remote = None
+        if self.request.mode == "full":
+            remote = load_remote_users(self.connection, self.clients.get(), now=self.now)
+            log.info("staffbase_users_read", users=remote.users_read)
         return build_plan(self.connection, self.settings, source, mapper,
-                          PlanOptions(now=self.now, only_keys=only))
+                          PlanOptions(now=self.now, only_keys=only), remote=remote)
 
     def _base_dir(self) -> Path | None:
         return self.settings.config_path.parent if self.settings.config_path else None
@@ -245,21 +250,21 @@ class _Run:
 
     def _approve(self, plan_id: str) -> None:
         held = load_held_plan(self.connection, plan_id)
-        plan = build_plan(
-            self.connection, self.settings,
-            open_source(self.settings.source, self._base_dir()),
-            RecordMapper(self.settings.mapping),
-            PlanOptions(now=self.now, only_keys=frozenset(held.only_keys) if held.only_keys else None),
-        )
+        if held.mode != self.request.mode:
+            self.request.mode = held.mode  # type: ignore[assignment]
+            self.report.mode = held.mode
+        plan = self._plan(held.only_keys or ())
         try:
             if plan.source_fingerprint != held.source_fingerprint:
-                msg = (f"the export changed since plan {plan_id} was made; it is not applied."
-                       " Run 'staffsync sync' to plan again from the current export")
+                msg = (f"the export or the Staffbase users changed since plan {plan_id} was"
+                       " made; it is not applied. Run 'staffsync sync' to plan again")
                 raise RunFailed(msg)
             if plan.state_version != held.state_version:
                 msg = (f"the state changed since plan {plan_id} was made (another run applied"
                        " changes); it is not applied. Run 'staffsync sync' to plan again")
                 raise RunFailed(msg)
+            if plan.remote is not None:
+                rebuild_state(self.connection, plan.remote, plan.tables.staging)
         finally:
             plan.close()
 

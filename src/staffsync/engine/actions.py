@@ -87,7 +87,8 @@ def _body(item: WorkItem, *, status: str | None = None) -> tuple[dict[str, Any],
         elif item.manager_id is not None:
             fields["manager"] = item.manager_id
             manager_sent = True
-    external_id = item.key if item.action == Action.CREATE else None
+    adopting = item.action == Action.CREATE or bool(item.data.get("adopt"))
+    external_id = item.key if adopting else None
     send_mail = item.send_invitation if item.action == Action.CREATE else None
     body = build_user_body(fields, external_id=external_id, status=status, send_mail=send_mail)
     return body, manager_sent

@@ -42,7 +42,7 @@ PAGE = 200
 FLUSH_EVERY = 100
 FLUSH_SECONDS = 0.5
 
-ProgressCallback = Callable[[int, int], None]
+ProgressCallback = "Callable[[int, int], None]"
 
 
 @dataclass
@@ -81,7 +81,14 @@ def apply_plan(
     tracker = _Progress(total, progress)
 
     _apply_state_only(connection, plan_id, now(), result, tracker)
-    for phase in (Phase.PEOPLE, Phase.MANAGERS, Phase.LEAVERS):
+    changes = schema.changes
+    phases = connection.execute(
+        sa.select(changes.c.phase).distinct()
+        .where(changes.c.plan_id == plan_id, changes.c.state == "planned",
+               changes.c.phase != Phase.STATE)
+        .order_by(changes.c.phase)
+    ).scalars().all()
+    for phase in phases:
         if result.fatal or result.stopped:
             break
         _PhaseRun(connection, client, settings, plan_id, phase, stop, lock, now, result, tracker).run()

@@ -188,6 +188,15 @@ def _record_one(
         upsert(connection, users, [values], ["key"])
         return
 
+    if item.data.get("adopt"):
+        # An adopted user enters the state with what Staffbase held plus what was sent.
+        baseline = item.data.get("baseline") or {}
+        stored = {"fields": baseline.get("fields") or {}}
+        values.update(key=item.key, staffbase_id=item.staffbase_id, created_at=now,
+                      status=(outcome.user or {}).get("status") or baseline.get("status"),
+                      hr_active=True, left_at=None, groups=None,
+                      manager_key=baseline.get("manager_key"))
+
     merged = dict((stored or {}).get("fields") or {})
     merged.update(sent)
     values["fields"] = merged
@@ -197,6 +206,9 @@ def _record_one(
         values["groups"] = item.data["groups"]
     if outcome.done == Action.REACTIVATE:
         values.update(status="activated", hr_active=True, left_at=None)
+    if item.data.get("adopt"):
+        upsert(connection, users, [values], ["key"])
+        return
     connection.execute(sa.update(users).where(users.c.key == item.key).values(**values))
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from staffsync.planning.model import Action, Phase, PlannedChange
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Mapping
+    from collections.abc import Mapping
 
     from staffsync.settings import Settings
 
@@ -22,7 +22,7 @@ def plan_for_desired(
     data: Mapping[str, Any],
     state: Mapping[str, Any] | None,
     settings: Settings,
-    creating: Collection[str],
+    creating: Mapping[str, int],
 ) -> list[PlannedChange]:
     """Plan the changes for one accepted record whose raw values changed.
 
@@ -33,11 +33,12 @@ def plan_for_desired(
         data: the mapped record as the planner stored it (fields, manager_ref, groups …).
         state: the person's row in the baseline table, or None if Staffbase has no user.
         settings: the configuration.
-        creating: keys of people this plan creates, whose Staffbase ids do not exist yet.
+        creating: the people this plan creates, by key, with the wave in which each is
+            created (see :class:`Phase`); their Staffbase ids do not exist yet.
 
     Returns:
-        Zero or more changes; a manager who is created in the same run is linked in a
-        later phase, once their Staffbase id exists.
+        Zero or more changes. A change that sets a manager created in the same run is
+        placed in a phase after that manager's wave.
     """
     record = {
         "record_hash": data["record_hash"],
@@ -50,7 +51,8 @@ def plan_for_desired(
     if state is None:
         if not active:
             return []
-        return _plan_create(key, data, record, manager_key if wants_manager else None, creating)
+        return _plan_create(key, data, record, manager_key if wants_manager else None,
+                            creating[key])
 
     if not active:
         if state["hr_active"]:
@@ -59,34 +61,37 @@ def plan_for_desired(
 
     diff = _field_diff(data["fields"], state["fields"] or {})
     send: dict[str, Any] = {name: change["after"] for name, change in diff.items()}
-    changes: list[PlannedChange] = []
-    link_later = None
-
+    phase = Phase.PEOPLE
     if wants_manager and manager_key != state["manager_key"]:
-        manager_diff = {"before": state["manager_key"], "after": manager_key}
+        diff["manager"] = {"before": state["manager_key"], "after": manager_key}
         if manager_key in creating:
-            link_later = _manager_link(key, state["staffbase_id"], manager_key, manager_diff)
-        else:
-            diff["manager"] = manager_diff
+            phase = Phase.after_manager(creating[manager_key])
 
     groups = data.get("groups")
     if groups is not None and sorted(state["groups"] or []) != sorted(groups):
         diff["groups"] = {"before": sorted(state["groups"] or []), "after": sorted(groups)}
 
+    adopt = bool(state.get("adopt"))
+    if adopt:
+        # A user found by e-mail gets the HR key as its externalID.
+        diff["externalID"] = {"before": None, "after": key}
+
     reactivate = not state["hr_active"] or state["status"] == "deactivated"
     if reactivate:
         diff["status"] = {"before": state["status"], "after": "activated"}
-        changes.append(_change(Action.REACTIVATE, Phase.PEOPLE, key, state["staffbase_id"],
-                               send, diff, record, "manager" in diff, manager_key, groups))
+        action = Action.REACTIVATE
     elif diff:
-        changes.append(_change(Action.UPDATE, Phase.PEOPLE, key, state["staffbase_id"],
-                               send, diff, record, "manager" in diff, manager_key, groups))
+        action = Action.UPDATE
     else:
-        changes.extend(_record_if_changed(key, state, record))
+        return _record_if_changed(key, state, record)
 
-    if link_later is not None:
-        changes.append(link_later)
-    return changes
+    change = _change(action, phase, key, state["staffbase_id"], send, diff, record,
+                     manager_key, groups)
+    if adopt:
+        change.data["adopt"] = True
+        change.data["baseline"] = {"status": state["status"], "fields": state["fields"],
+                                   "manager_key": state["manager_key"]}
+    return [change]
 
 
 def plan_for_leaver(
@@ -123,43 +128,24 @@ def _plan_create(
     data: Mapping[str, Any],
     record: dict[str, Any],
     manager_key: str | None,
-    creating: Collection[str],
+    wave: int,
 ) -> list[PlannedChange]:
     fields = dict(data["fields"])
     diff = {name: {"before": None, "after": value} for name, value in fields.items() if value is not None}
     groups = data.get("groups")
     if groups:
         diff["groups"] = {"before": [], "after": sorted(groups)}
-
-    later = None
-    if manager_key is not None and manager_key in creating:
-        later = _manager_link(key, None, manager_key, {"before": None, "after": manager_key})
-        manager_key = None
-    elif manager_key is not None:
+    if manager_key is not None:
         diff["manager"] = {"before": None, "after": manager_key}
 
-    create = PlannedChange(0, Phase.PEOPLE, Action.CREATE, key, None, {
+    return [PlannedChange(0, Phase.PEOPLE + wave, Action.CREATE, key, None, {
         "set": {name: value for name, value in fields.items() if value is not None},
         "manager_key": manager_key,
         "set_manager": manager_key is not None,
         "groups": groups,
         "record": record,
         "diff": diff,
-    })
-    return [create] if later is None else [create, later]
-
-
-def _manager_link(
-    key: str, staffbase_id: str | None, manager_key: str, diff: dict[str, Any]
-) -> PlannedChange:
-    return PlannedChange(0, Phase.MANAGERS, Action.UPDATE, key, staffbase_id, {
-        "set": {},
-        "manager_key": manager_key,
-        "set_manager": True,
-        "groups": None,
-        "record": None,
-        "diff": {"manager": diff},
-    })
+    })]
 
 
 def _change(
@@ -170,10 +156,10 @@ def _change(
     send: dict[str, Any],
     diff: dict[str, Any],
     record: dict[str, Any],
-    set_manager: bool,
     manager_key: str | None,
     groups: list[str] | None,
 ) -> PlannedChange:
+    set_manager = "manager" in diff
     return PlannedChange(0, phase, action, key, staffbase_id, {
         "set": send,
         "manager_key": manager_key if set_manager else None,

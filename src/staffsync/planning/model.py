@@ -47,16 +47,24 @@ PAST_TENSE = {
 
 
 class Phase:
-    """The order in which a plan is applied; each phase finishes before the next starts."""
+    """The order in which a plan is applied; each phase finishes before the next starts.
+
+    People are created in waves: someone whose manager is created in the same run goes
+    one phase after that manager, so that the manager's Staffbase id exists when the
+    person's request is sent and the manager can be set in the same request.
+    """
 
     STATE: Final = 0
     """State-only bookkeeping."""
     PEOPLE: Final = 1
-    """Creates, updates and reactivations."""
-    MANAGERS: Final = 2
-    """Manager links that need a user created in phase 1."""
-    LEAVERS: Final = 3
+    """Updates, reactivations, and creates of people whose manager already exists."""
+    LEAVERS: Final = 1_000_000
     """Deactivations and deletions, last, so an interrupted run has removed no one early."""
+
+    @staticmethod
+    def after_manager(manager_wave: int) -> int:
+        """Return the phase of a change that needs a manager created in ``manager_wave``."""
+        return Phase.PEOPLE + manager_wave + 1
 
 
 @dataclass(slots=True)

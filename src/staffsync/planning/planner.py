@@ -22,6 +22,7 @@ from staffsync.mapping import DesiredUser, RecordMapper
 from staffsync.planning.diff import plan_for_desired, plan_for_leaver
 from staffsync.planning.managers import ManagerCandidate, resolve_managers
 from staffsync.planning.model import Action, Phase, PlannedChange
+from staffsync.planning.remote import RemoteTables
 from staffsync.planning.staging import (
     StagingTables,
     decode_values,
@@ -90,10 +91,13 @@ class Plan:
     rejected: IssueList
     warnings: IssueList
     deferred: list[dict[str, Any]]
+    orphans: list[dict[str, Any]]
     source_fingerprint: str
     state_version: int
     active_synced: int
     leavers_withheld: int
+    remote: RemoteTables | None = None
+    """For a full resync, the users read from Staffbase that the plan was made against."""
 
     @property
     def deactivations(self) -> int:
@@ -125,6 +129,8 @@ class Plan:
     def close(self) -> None:
         """Drop the temporary tables."""
         self.tables.drop(self.connection)
+        if self.remote is not None:
+            self.remote.drop(self.connection)
 
 
 def mapping_salt(settings: Settings, mapper: RecordMapper) -> bytes:
@@ -147,7 +153,7 @@ def build_plan(
     mapper: RecordMapper,
     options: PlanOptions,
     *,
-    baseline: sa.Table = schema.users,
+    remote: RemoteTables | None = None,
 ) -> Plan:
     """Plan the changes that bring Staffbase in step with ``source``.
 
@@ -157,8 +163,9 @@ def build_plan(
         source: the HR export.
         mapper: validates and maps records.
         options: the time of the run and an optional set of keys to limit it to.
-        baseline: the table of what Staffbase is believed to hold; the state's ``users``
-            table, or for a full resync a table read from Staffbase with the same columns.
+        remote: for a full resync, every Staffbase user as just read; the plan is then
+            made against them instead of the state's ``users`` table, which repairs
+            drift, adopts existing users and finds orphans.
 
     Raises:
         SourceError: the export cannot be read, or lacks columns; nothing is planned.
@@ -166,7 +173,7 @@ def build_plan(
     """
     tables = StagingTables()
     tables.create(connection)
-    planner = _Planner(connection, settings, mapper, tables, baseline, options)
+    planner = _Planner(connection, settings, mapper, tables, remote, options)
 
     planner.ingest(source)
     if planner.records == 0 and not settings.safety.allow_empty_source:
@@ -181,11 +188,36 @@ def build_plan(
     planner.reject_duplicate_keys()
     planner.map_changed_records()
     planner.reject_duplicate_emails()
+    if remote is not None and settings.mapping.adopt_by_email:
+        planner.adopt_by_email()
     planner.resolve_managers()
     planner.plan_present_people()
     planner.plan_leavers()
     planner.plan_expired_deletions()
+    if remote is not None:
+        planner.plan_orphans()
     return planner.result()
+
+
+def creation_waves(managers: dict[str, str | None]) -> dict[str, int]:
+    """Return the wave in which each new person is created: 0 when their manager already
+    exists (or they have none), else one more than their manager's wave.
+
+    ``managers`` maps each key to be created to its manager's key. Manager cycles were
+    broken before, but a leftover one is cut rather than followed forever.
+    """
+    waves: dict[str, int] = {}
+    for start in managers:
+        chain = []
+        key: str | None = start
+        while key is not None and key in managers and key not in waves and key not in chain:
+            chain.append(key)
+            key = managers[key]
+        wave = waves[key] + 1 if key is not None and key in waves else 0
+        for member in reversed(chain):
+            waves[member] = wave
+            wave += 1
+    return waves
 
 
 class _Planner:
@@ -197,14 +229,15 @@ class _Planner:
         settings: Settings,
         mapper: RecordMapper,
         tables: StagingTables,
-        baseline: sa.Table,
+        remote: RemoteTables | None,
         options: PlanOptions,
     ) -> None:
         self.connection = connection
         self.settings = settings
         self.mapper = mapper
         self.tables = tables
-        self.baseline = baseline
+        self.remote = remote
+        self.baseline = remote.remote if remote is not None else schema.users
         self.options = options
         self.by_match_value = bool(settings.mapping.manager_match)
         self.salt = mapping_salt(settings, mapper)
@@ -221,6 +254,7 @@ class _Planner:
         self.leavers_withheld = 0
         self.deferred = self._load_deferred()
         self.plan_rows: list[tuple[Any, ...]] = []
+        self.orphans: list[dict[str, Any]] = []
 
     # -- reading the export ------------------------------------------------------------
 
@@ -423,18 +457,93 @@ class _Planner:
                 updates[start:start + MAP_BATCH],
             )
 
+    def adopt_by_email(self) -> None:
+        """Match new people to Staffbase users without externalID by e-mail, any letter case.
+
+        The matched user gets a baseline row under the person's key, marked for
+        adoption, so the plan updates it (setting the externalID) instead of creating a
+        second user for the same person.
+        """
+        assert self.remote is not None
+        desired, remote, unkeyed = self.tables.desired, self.remote.remote, self.remote.unkeyed
+        matches = self.connection.execute(
+            sa.select(desired.c.key, unkeyed)
+            .select_from(
+                desired.join(unkeyed, unkeyed.c.email_key == desired.c.email_key)
+                .outerjoin(remote, remote.c.key == desired.c.key)
+            )
+            .where(remote.c.key.is_(None), desired.c.active, sa.not_(desired.c.rejected),
+                   unkeyed.c.adopted_by.is_(None))
+        ).mappings().all()
+
+        rows = []
+        for match in matches:
+            rows.append({
+                "key": match["key"],
+                "staffbase_id": match["staffbase_id"],
+                "status": match["status"],
+                "hr_active": match["status"] in ("pending", "activated"),
+                "fields": match["fields"],
+                "email_key": match["email_key"],
+                "manager_staffbase_id": match["manager_staffbase_id"],
+                "adopt": True,
+                "created_at": self.options.now,
+                "updated_at": self.options.now,
+            })
+            self.connection.execute(
+                sa.update(unkeyed).where(unkeyed.c.staffbase_id == match["staffbase_id"])
+                .values(adopted_by=match["key"])
+            )
+        if rows:
+            self.connection.execute(sa.insert(remote), rows)
+            log.info("users_adopted_by_email", count=len(rows))
+
+    def plan_orphans(self) -> None:
+        """Report Staffbase users that HR does not list and staffsync does not manage.
+
+        They are left untouched, unless ``[policy] orphans = "deactivate"``, which
+        deactivates the activated ones (pending users cannot be deactivated).
+        """
+        assert self.remote is not None
+        remote, unkeyed, staging = self.remote.remote, self.remote.unkeyed, self.tables.staging
+        keyed = self.connection.execute(
+            sa.select(remote.c.key, remote.c.staffbase_id, remote.c.status, remote.c.fields)
+            .where(sa.not_(remote.c.managed), sa.not_(remote.c.adopt),
+                   ~sa.exists().where(staging.c.key == remote.c.key))
+        ).all()
+        loose = self.connection.execute(
+            sa.select(sa.null(), unkeyed.c.staffbase_id, unkeyed.c.status, unkeyed.c.fields)
+            .where(unkeyed.c.adopted_by.is_(None))
+        ).all()
+
+        deactivate = self.settings.policy.orphans == "deactivate"
+        for external_id, staffbase_id, status, fields in [*keyed, *loose]:
+            acted = deactivate and status == "activated"
+            self.orphans.append({
+                "staffbase_id": staffbase_id,
+                "external_id": external_id,
+                "email": (fields or {}).get("email"),
+                "status": status,
+                "action": "deactivate" if acted else "none",
+            })
+            if acted:
+                self._add(PlannedChange(0, Phase.LEAVERS, Action.DEACTIVATE,
+                                        external_id or staffbase_id, staffbase_id, {
+                    "reason": "orphan", "known_status": status, "record": None,
+                    "orphan": True,
+                    "diff": {"status": {"before": status, "after": "deactivated"}},
+                }))
+
     # -- producing changes -------------------------------------------------------------
 
     def plan_present_people(self) -> None:
         """Plan creates, updates, reactivations and status deactivations for changed records."""
         desired, baseline = self.tables.desired, self.baseline
-        creating = {
-            key for (key,) in self.connection.execute(
-                sa.select(desired.c.key)
-                .select_from(desired.outerjoin(baseline, baseline.c.key == desired.c.key))
-                .where(baseline.c.key.is_(None), desired.c.active, sa.not_(desired.c.rejected))
-            )
-        }
+        creating = creation_waves(dict(self.connection.execute(
+            sa.select(desired.c.key, desired.c.manager_key)
+            .select_from(desired.outerjoin(baseline, baseline.c.key == desired.c.key))
+            .where(baseline.c.key.is_(None), desired.c.active, sa.not_(desired.c.rejected))
+        ).all()))
         rows = self.connection.execute(
             sa.select(desired, baseline)
             .select_from(desired.outerjoin(baseline, baseline.c.key == desired.c.key))
@@ -467,6 +576,9 @@ class _Planner:
             baseline.c.hr_active,
             ~sa.exists().where(staging.c.key == baseline.c.key),
         )
+        if self.remote is not None:
+            # Users staffsync never provisioned are orphans, not leavers.
+            query = query.where(baseline.c.managed)
         if self.options.only_keys is not None:
             query = query.where(baseline.c.key.in_(sorted(self.options.only_keys)))
 
@@ -531,7 +643,12 @@ class _Planner:
     # -- bookkeeping -------------------------------------------------------------------
 
     def _load_deferred(self) -> dict[str, dict[str, Any]]:
-        """Return the failing records whose next attempt is not due yet."""
+        """Return the failing records whose next attempt is not due yet.
+
+        A full resync and ``sync --only`` try every record now, whatever its delay.
+        """
+        if self.remote is not None or self.options.only_keys is not None:
+            return {}
         failures = schema.failures
         rows = self.connection.execute(
             sa.select(failures).where(failures.c.next_attempt_at > self.options.now)
@@ -557,6 +674,9 @@ class _Planner:
             }
             for key, row in sorted(self.deferred.items())
         ]
+        fingerprint = self.fingerprint.hexdigest()
+        if self.remote is not None:
+            fingerprint = f"{fingerprint}:{self.remote.fingerprint}"
         return Plan(
             connection=self.connection,
             tables=self.tables,
@@ -566,10 +686,12 @@ class _Planner:
             rejected=self.rejected,
             warnings=self.warnings,
             deferred=deferred,
-            source_fingerprint=self.fingerprint.hexdigest(),
+            orphans=self.orphans,
+            source_fingerprint=fingerprint,
             state_version=state_version,
             active_synced=active_synced,
             leavers_withheld=self.leavers_withheld,
+            remote=self.remote,
         )
 
 

@@ -57,6 +57,7 @@ def fill_report_from_plan(report: RunReport, plan: Plan, *, source_location: str
         report.totals["rejected"] = plan.rejected.total
     if plan.warnings.total > len(plan.warnings.items):
         report.totals["warnings"] = plan.warnings.total
+    report.orphans = list(plan.orphans)
     report.failed = list(plan.deferred)
     report.counts["failed"] = len(report.failed)
     for action, count in planned_counts(plan).items():
@@ -100,6 +101,7 @@ def store_plan(
             "counts": dict(report.counts),
             "rejected": report.rejected,
             "warnings": report.warnings,
+            "orphans": report.orphans,
             "totals": report.totals,
         },
         created_at=now,
@@ -120,6 +122,7 @@ class HeldPlan:
     """A plan the safety guards held, as stored."""
 
     id: str
+    mode: str
     source_fingerprint: str
     state_version: int
     only_keys: list[str] | None
@@ -132,6 +135,7 @@ class HeldPlan:
             report.counts[name] = self.stored_report.get("counts", {}).get(name, 0)
         report.rejected = self.stored_report.get("rejected", [])
         report.warnings = self.stored_report.get("warnings", [])
+        report.orphans = self.stored_report.get("orphans", [])
         report.totals.update(self.stored_report.get("totals", {}))
 
     def mark_applying(self, connection: sa.Connection, run_id: str) -> None:
@@ -161,6 +165,7 @@ def load_held_plan(connection: sa.Connection, plan_id: str) -> HeldPlan:
         raise PlanNotHeld(msg)
     return HeldPlan(
         id=plan_id,
+        mode=row["mode"],
         source_fingerprint=row["source_fingerprint"],
         state_version=row["state_version"],
         only_keys=row["only_keys"],
