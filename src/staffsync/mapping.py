@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -277,7 +278,7 @@ class RecordMapper:
 
         date_format = self.settings.date_format
         try:
-            return datetime.strptime(text, date_format).date().isoformat()
+            return _iso_date(text, date_format)
         except ValueError as exc:
             reason = str(exc)
         if "does not match format" in reason or "unconverted data remains" in reason:
@@ -330,6 +331,12 @@ class RecordMapper:
             " for a list of groups"
         )
         raise _Rejected(_issue(line, key, field_name, raw, message))
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso_date(text: str, date_format: str) -> str:
+    # strptime is slow, and an export repeats the same few thousand dates.
+    return datetime.strptime(text, date_format).date().isoformat()
 
 
 def _issue(line: int, key: str | None, field_name: str, raw: RawValue, message: str) -> RecordIssue:

@@ -146,9 +146,10 @@ class JsonSource:
         with text:
             try:
                 for line_number, line in enumerate(text, start=1):
-                    stripped = line.strip().lstrip("\ufeff")
-                    if stripped:
-                        yield _parse_json_line(stripped, line_number, self.location)
+                    content = line.removeprefix("\ufeff") if line_number == 1 else line
+                    content = content.rstrip("\r\n")
+                    if content.strip():
+                        yield _parse_json_line(content, line_number, self.location)
             except UnicodeDecodeError:
                 raise describe_decode_error(self.path, self.encoding) from None
 
