@@ -138,7 +138,7 @@ class TestActiveRecord:
         assert issue.field == "title"
         assert issue.value == "a, b"
         assert issue.message.startswith(
-            "'title' holds a list of 2 values where one value is needed"
+            "'title' contains a list of 2 values where one value is needed"
         )
 
     def test_all_issues_reported(self) -> None:

@@ -300,7 +300,12 @@ class RecordMapper:
             return ()
 
         separator = self.settings.groups.separator if self.settings.groups else ""
-        parts = raw if isinstance(raw, list) else raw.split(separator) if separator else [raw]
+        if isinstance(raw, list):
+            parts = raw
+        elif separator:
+            parts = raw.split(separator)
+        else:
+            parts = [raw]
         unique: dict[str, str] = {}
         for part in parts:
             name = clean_text(part, self._empty)
@@ -326,7 +331,7 @@ class RecordMapper:
             return raw
 
         message = (
-            f"{field_name!r} holds a list of {len(raw)} values where one value is needed; the"
+            f"{field_name!r} contains a list of {len(raw)} values where one value is needed; the"
             " record is skipped: map a field with a single value, or use [mapping.groups]"
             " for a list of groups"
         )

@@ -1,6 +1,6 @@
 """Made-up SailPoint-style identity exports, for demos, tests and benchmarks.
 
-Every attribute of person ``i`` is computed from ``(seed, i)`` alone, so a variant of an
+Every attribute of person ``i`` is computed from ``(seed, i)`` alone. So a variant of an
 export (some people changed, some gone, some new) is written without reading the base
 file, and a file of any size is written in constant memory.
 """
@@ -109,7 +109,7 @@ class ExportSummary:
 
 @dataclass(frozen=True, slots=True)
 class _Variant:
-    """Which base people a variant changes or leaves out, by a keyed permutation."""
+    """The plan of a variant: the base people it changes or leaves out, by a keyed permutation."""
 
     count: int
     multiplier: int
@@ -167,9 +167,9 @@ def generate_rows(
     """Yield the data rows of an export of ``count`` people, in the order of :data:`COLUMNS`.
 
     With all shares zero this is the base export. ``changed`` is the share of people
-    whose title or department differs from the base, ``leavers`` the share left out and
-    ``joiners`` the share of new people appended; each becomes ``round(share * count)``
-    people, chosen by ``variant_seed``.
+    whose title or department differs from the base. ``leavers`` is the share left out,
+    and ``joiners`` the share of new people appended. Each share becomes
+    ``round(share * count)`` people, chosen by ``variant_seed``.
     """
     if joiners < 0:
         msg = f"joiners must be a share of at least 0, got {joiners!r}"

@@ -66,7 +66,7 @@ class TestValues:
             field="first_name",
             value='{"given": "Cem"}',
             message=(
-                "'first_name' holds an object where a single value is needed; the record is"
+                "'first_name' contains an object where a single value is needed; the record is"
                 " skipped: map one of its members instead, such as 'first_name.given'"
             ),
         )
@@ -79,7 +79,7 @@ class TestValues:
         assert issue.line == 5
         assert issue.key == "E4"
         assert issue.field == "groups"
-        assert "holds an array of objects" in issue.message
+        assert "contains an array of objects" in issue.message
 
     def test_path_through_scalar(self) -> None:
         """A path through a value that is not an object becomes an issue."""
@@ -87,7 +87,7 @@ class TestValues:
 
         assert isinstance(issue, RecordIssue)
         assert issue.field == "first_name.given"
-        assert issue.message.startswith("'first_name' holds a string, not an object")
+        assert issue.message.startswith("'first_name' contains a string, not an object")
 
 
 class TestLayouts:

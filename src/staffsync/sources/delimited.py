@@ -36,7 +36,8 @@ def _toml_string(value: str) -> str:
 class DelimitedSource:
     """Reads a delimited file with one header line (two with ``header_rows = 2``).
 
-    Rows are streamed through the csv module; only the current record is held in memory.
+    Rows are streamed through the csv module, so only the current record is in memory.
+    Blank lines, and rows whose cells are all empty, are skipped.
     """
 
     def __init__(
