@@ -96,6 +96,8 @@ class _Target:
     source: str
     index: int
     is_date: bool
+    plain: bool
+    """True for text without a format to check: neither a date nor the e-mail address."""
 
 
 class RecordMapper:
@@ -120,11 +122,16 @@ class RecordMapper:
 
         dates = set(settings.date_fields)
         self._targets = tuple(
-            _Target(target, source, position[source], source in dates)
+            _Target(
+                name=target,
+                source=source,
+                index=position[source],
+                is_date=source in dates,
+                plain=source not in dates and target != EMAIL_FIELD,
+            )
             for target, source in settings.fields.items()
             if target != MANAGER_FIELD
         )
-        self._email_source = settings.fields[EMAIL_FIELD]
         manager_source = settings.fields.get(MANAGER_FIELD)
         self._manager_index = position[manager_source] if manager_source else None
         self._status_index = position[status.field] if status.field else None
@@ -175,16 +182,23 @@ class RecordMapper:
         self, line: int, key: str, values: tuple[RawValue, ...]
     ) -> DesiredUser | list[RecordIssue]:
         user = DesiredUser(key=key, line=line, active=True)
+        fields = user.fields
+        empty = self._empty
         issues: list[RecordIssue] = []
 
         for target in self._targets:
+            raw = values[target.index]
+            # Most values are plain text: clean them without the checks below.
+            if target.plain and type(raw) is str:
+                fields[target.name] = clean_text(raw, empty)
+                continue
             try:
-                value = self._read_target(line, key, target, values[target.index])
+                value = self._read_target(line, key, target, raw)
             except _Rejected as rejected:
                 issues.append(rejected.issue)
                 continue
             if not isinstance(value, Missing):
-                user.fields[target.name] = value
+                fields[target.name] = value
 
         for name, index in self._unmapped_dates:
             try:
