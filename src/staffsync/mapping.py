@@ -51,6 +51,11 @@ def clean_text(value: str, empty_values: frozenset[str] = frozenset()) -> str | 
     return text
 
 
+def _setting_text(value: str) -> str:
+    """Return a configured value in the form record values are compared in."""
+    return unicodedata.normalize("NFC", value.strip(_TRIMMED))
+
+
 @dataclass(slots=True)
 class DesiredUser:
     """The Staffbase user that one valid HR record asks for.
@@ -109,11 +114,11 @@ class RecordMapper:
 
     def __init__(self, settings: MappingSettings) -> None:
         self.settings = settings
-        self._empty = frozenset(value.strip(_TRIMMED) for value in settings.empty_values)
+        self._empty = frozenset(_setting_text(value) for value in settings.empty_values)
         status = settings.status
-        self._active_values = frozenset(value.strip(_TRIMMED).casefold() for value in status.active)
+        self._active_values = frozenset(_setting_text(value).casefold() for value in status.active)
         self._inactive_values = frozenset(
-            value.strip(_TRIMMED).casefold() for value in status.inactive
+            _setting_text(value).casefold() for value in status.inactive
         )
 
         fields = list(dict.fromkeys(self._needed_fields()))

@@ -249,6 +249,14 @@ class TestHeader:
         with pytest.raises(SourceError, match=r"names column 'email' twice \(columns 2 and 4\)"):
             read_all(source("duplicate_header.csv"), ["employee_id"])
 
+    def test_bad_header_quoting(self, tmp_path: Path) -> None:
+        """A header that cannot be parsed fails the file naming its line."""
+        path = tmp_path / "header.csv"
+        path.write_text('employee_id,"name"x\nE1,Ann\n', encoding="utf-8")
+
+        with pytest.raises(SourceError, match="header line 1 cannot be parsed"):
+            read_all(DelimitedSource(path), ["employee_id"])
+
     def test_missing_columns(self) -> None:
         """Missing columns fail before the first record, listing the unused ones."""
         records = source("basic.csv").read(["employee_id", "mail", "dept"])

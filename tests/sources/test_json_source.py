@@ -188,3 +188,13 @@ class TestInvalid:
         records = list(JsonSource(path, encoding="cp1252").read(["first_name"]))
 
         assert records == [RawRecord(1, ("Renée",))]
+
+    def test_missing_file(self, tmp_path: Path) -> None:
+        """A file that does not exist fails naming the path."""
+        with pytest.raises(SourceError, match=r"nope\.json: the file does not exist"):
+            list(JsonSource(tmp_path / "nope.json").read(["employee_id"]))
+
+    def test_csv_read_as_json(self) -> None:
+        """A CSV file configured as JSON fails with a hint to the csv kind."""
+        with pytest.raises(SourceError, match='set \\[source\\] kind = "csv"'):
+            read("basic.csv", ["employee_id"])

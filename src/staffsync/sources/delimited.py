@@ -83,7 +83,7 @@ class DelimitedSource:
 
         delimiter = _detect_delimiter(first) if self.delimiter == "auto" else self.delimiter
         reader = csv.reader(itertools.chain([first], lines), delimiter=delimiter, strict=True)
-        header = [name.strip() for name in next(reader)]
+        header = [name.strip() for name in self._header_row(reader, skipped + 1)]
         while header and not header[-1]:
             header.pop()
         if not header:
@@ -91,9 +91,16 @@ class DelimitedSource:
             raise SourceError(msg, location=self.location)
         indexes = self._resolve_columns(header, fields, first, delimiter)
         if self.header_rows == 2:
-            next(reader, None)
+            self._header_row(reader, reader.line_num + skipped + 1)
 
         yield from self._iter_rows(reader, skipped, header, indexes, delimiter)
+
+    def _header_row(self, reader: Iterator[list[str]], line: int) -> list[str]:
+        try:
+            return next(reader, [])
+        except csv.Error as exc:
+            msg = f"header line {line} cannot be parsed ({exc}); fix the quotes on that line"
+            raise SourceError(msg, location=self.location) from None
 
     def _iter_rows(
         self,

@@ -191,6 +191,8 @@ class JsonSource:
                 "; more than one JSON value follows: for one record per line, name the file"
                 " .jsonl or .ndjson"
             )
+        if self.path.suffix.lower() in (".csv", ".tsv", ".txt"):
+            msg += '; for a delimited file set [source] kind = "csv"'
         return SourceError(msg, location=self.location)
 
     def _locate_syntax_error(self, failing_end: int) -> tuple[int, int]:
