@@ -196,7 +196,11 @@ class JsonSource:
         return SourceError(msg, location=self.location)
 
     def _locate_syntax_error(self, failing_end: int) -> tuple[int, int]:
-        """Parse again, a byte at a time over the last buffer, to find the failing byte."""
+        """Parse again, a byte at a time over the last buffer, to find the failing byte.
+
+        The column counts bytes, and yajl reports a bad token where the token ends: so the
+        position is at or just after the fault, never before it.
+        """
         stream = self._open_utf8(slow_after=max(failing_end - _BUFFER_SIZE, 0))
         with stream:
             try:
