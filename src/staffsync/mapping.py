@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -50,6 +51,11 @@ def clean_text(value: str, empty_values: frozenset[str] = frozenset()) -> str | 
     return text
 
 
+def _setting_text(value: str) -> str:
+    """Return a configured value in the form record values are compared in."""
+    return unicodedata.normalize("NFC", value.strip(_TRIMMED))
+
+
 @dataclass(slots=True)
 class DesiredUser:
     """The Staffbase user that one valid HR record asks for.
@@ -95,6 +101,8 @@ class _Target:
     source: str
     index: int
     is_date: bool
+    plain: bool
+    """True for text without a format to check: neither a date nor the e-mail address."""
 
 
 class RecordMapper:
@@ -106,11 +114,11 @@ class RecordMapper:
 
     def __init__(self, settings: MappingSettings) -> None:
         self.settings = settings
-        self._empty = frozenset(value.strip(_TRIMMED) for value in settings.empty_values)
+        self._empty = frozenset(_setting_text(value) for value in settings.empty_values)
         status = settings.status
-        self._active_values = frozenset(value.strip(_TRIMMED).casefold() for value in status.active)
+        self._active_values = frozenset(_setting_text(value).casefold() for value in status.active)
         self._inactive_values = frozenset(
-            value.strip(_TRIMMED).casefold() for value in status.inactive
+            _setting_text(value).casefold() for value in status.inactive
         )
 
         fields = list(dict.fromkeys(self._needed_fields()))
@@ -119,11 +127,16 @@ class RecordMapper:
 
         dates = set(settings.date_fields)
         self._targets = tuple(
-            _Target(target, source, position[source], source in dates)
+            _Target(
+                name=target,
+                source=source,
+                index=position[source],
+                is_date=source in dates,
+                plain=source not in dates and target != EMAIL_FIELD,
+            )
             for target, source in settings.fields.items()
             if target != MANAGER_FIELD
         )
-        self._email_source = settings.fields[EMAIL_FIELD]
         manager_source = settings.fields.get(MANAGER_FIELD)
         self._manager_index = position[manager_source] if manager_source else None
         self._status_index = position[status.field] if status.field else None
@@ -174,16 +187,23 @@ class RecordMapper:
         self, line: int, key: str, values: tuple[RawValue, ...]
     ) -> DesiredUser | list[RecordIssue]:
         user = DesiredUser(key=key, line=line, active=True)
+        fields = user.fields
+        empty = self._empty
         issues: list[RecordIssue] = []
 
         for target in self._targets:
+            raw = values[target.index]
+            # Most values are plain text: clean them without the checks below.
+            if target.plain and type(raw) is str:
+                fields[target.name] = clean_text(raw, empty)
+                continue
             try:
-                value = self._read_target(line, key, target, values[target.index])
+                value = self._read_target(line, key, target, raw)
             except _Rejected as rejected:
                 issues.append(rejected.issue)
                 continue
             if not isinstance(value, Missing):
-                user.fields[target.name] = value
+                fields[target.name] = value
 
         for name, index in self._unmapped_dates:
             try:
@@ -277,7 +297,7 @@ class RecordMapper:
 
         date_format = self.settings.date_format
         try:
-            return datetime.strptime(text, date_format).date().isoformat()
+            return _iso_date(text, date_format)
         except ValueError as exc:
             reason = str(exc)
         if "does not match format" in reason or "unconverted data remains" in reason:
@@ -299,7 +319,12 @@ class RecordMapper:
             return ()
 
         separator = self.settings.groups.separator if self.settings.groups else ""
-        parts = raw if isinstance(raw, list) else raw.split(separator) if separator else [raw]
+        if isinstance(raw, list):
+            parts = raw
+        elif separator:
+            parts = raw.split(separator)
+        else:
+            parts = [raw]
         unique: dict[str, str] = {}
         for part in parts:
             name = clean_text(part, self._empty)
@@ -325,11 +350,17 @@ class RecordMapper:
             return raw
 
         message = (
-            f"{field_name!r} holds a list of {len(raw)} values where one value is needed; the"
+            f"{field_name!r} contains a list of {len(raw)} values where one value is needed; the"
             " record is skipped: map a field with a single value, or use [mapping.groups]"
             " for a list of groups"
         )
         raise _Rejected(_issue(line, key, field_name, raw, message))
+
+
+@functools.lru_cache(maxsize=4096)
+def _iso_date(text: str, date_format: str) -> str:
+    # strptime is slow, and an export repeats the same few thousand dates.
+    return datetime.strptime(text, date_format).date().isoformat()
 
 
 def _issue(line: int, key: str | None, field_name: str, raw: RawValue, message: str) -> RecordIssue:

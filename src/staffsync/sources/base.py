@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Final, Protocol
+from typing import TYPE_CHECKING, Final, NamedTuple, Protocol
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -47,13 +47,14 @@ RawValue = str | list[str] | None | Missing
 """One field of a source record: text, a list of texts (JSON arrays), null, or missing."""
 
 
-@dataclass(frozen=True, slots=True)
-class RawRecord:
+class RawRecord(NamedTuple):
     """One record as read from the source, before validation.
 
     ``values`` lines up with the field names passed to :meth:`Source.read`. ``line`` is the
     physical 1-based line where the record starts in a delimited file (the header is line
-    1), or the 1-based record number in a JSON source.
+    1), or the 1-based record number in a JSON source. A named tuple rather than a frozen
+    dataclass, because a source builds a million of them per run and a tuple is built in
+    half the time.
     """
 
     line: int

@@ -51,7 +51,7 @@ def open_binary(path: Path, encoding: str) -> tuple[BinaryIO, int]:
     """Open ``path`` for reading and position it after a UTF-8 byte order mark.
 
     Returns the file and the number of bytes skipped (0 or 3). A UTF-8 mark is skipped
-    whatever ``encoding`` says, because Excel writes one in front of files that are
+    whatever ``encoding`` declares, because Excel writes one in front of files that are
     otherwise plain. UTF-16 and UTF-32 marks are left to their codecs.
 
     Raises:

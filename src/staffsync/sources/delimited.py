@@ -36,7 +36,8 @@ def _toml_string(value: str) -> str:
 class DelimitedSource:
     """Reads a delimited file with one header line (two with ``header_rows = 2``).
 
-    Rows are streamed through the csv module; only the current record is held in memory.
+    Rows are streamed through the csv module, so only the current record is in memory.
+    Blank lines, and rows whose cells are all empty, are skipped.
     """
 
     def __init__(
@@ -82,7 +83,7 @@ class DelimitedSource:
 
         delimiter = _detect_delimiter(first) if self.delimiter == "auto" else self.delimiter
         reader = csv.reader(itertools.chain([first], lines), delimiter=delimiter, strict=True)
-        header = [name.strip() for name in next(reader)]
+        header = [name.strip() for name in self._header_row(reader, skipped + 1)]
         while header and not header[-1]:
             header.pop()
         if not header:
@@ -90,9 +91,16 @@ class DelimitedSource:
             raise SourceError(msg, location=self.location)
         indexes = self._resolve_columns(header, fields, first, delimiter)
         if self.header_rows == 2:
-            next(reader, None)
+            self._header_row(reader, reader.line_num + skipped + 1)
 
         yield from self._iter_rows(reader, skipped, header, indexes, delimiter)
+
+    def _header_row(self, reader: Iterator[list[str]], line: int) -> list[str]:
+        try:
+            return next(reader, [])
+        except csv.Error as exc:
+            msg = f"header line {line} cannot be parsed ({exc}); fix the quotes on that line"
+            raise SourceError(msg, location=self.location) from None
 
     def _iter_rows(
         self,

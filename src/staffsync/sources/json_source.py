@@ -77,7 +77,7 @@ class JsonSource:
     def read(self, fields: Sequence[str]) -> Iterator[RawRecord | RecordIssue]:
         """Yield each record's values for ``fields``; the first field names the employee key.
 
-        A record that is not an object, or whose field holds an object or an array of
+        A record that is not an object, or whose field contains an object or an array of
         objects, is yielded as one :class:`RecordIssue`.
 
         Raises:
@@ -146,9 +146,10 @@ class JsonSource:
         with text:
             try:
                 for line_number, line in enumerate(text, start=1):
-                    stripped = line.strip().lstrip("\ufeff")
-                    if stripped:
-                        yield _parse_json_line(stripped, line_number, self.location)
+                    content = line.removeprefix("\ufeff") if line_number == 1 else line
+                    content = content.rstrip("\r\n")
+                    if content.strip():
+                        yield _parse_json_line(content, line_number, self.location)
             except UnicodeDecodeError:
                 raise describe_decode_error(self.path, self.encoding) from None
 
@@ -190,10 +191,16 @@ class JsonSource:
                 "; more than one JSON value follows: for one record per line, name the file"
                 " .jsonl or .ndjson"
             )
+        if self.path.suffix.lower() in (".csv", ".tsv", ".txt"):
+            msg += '; for a delimited file set [source] kind = "csv"'
         return SourceError(msg, location=self.location)
 
     def _locate_syntax_error(self, failing_end: int) -> tuple[int, int]:
-        """Parse again, a byte at a time over the last buffer, to find the failing byte."""
+        """Parse again, a byte at a time over the last buffer, to find the failing byte.
+
+        The column counts bytes, and yajl reports a bad token where the token ends: so the
+        position is at or just after the fault, never before it.
+        """
         stream = self._open_utf8(slow_after=max(failing_end - _BUFFER_SIZE, 0))
         with stream:
             try:
@@ -204,7 +211,7 @@ class JsonSource:
         return stream.line, stream.column
 
     def _check_empty_document(self) -> None:
-        """Raise unless the document really holds an empty list where the records belong.
+        """Raise unless the document really contains an empty list where the records belong.
 
         A wrong ``records_path`` also yields no records, and must not read as an empty
         roster: that would deactivate everyone.
@@ -220,7 +227,7 @@ class JsonSource:
         if not self.records_path and shape.top_event == "start_map":
             msg = (
                 "the document is a JSON object, not a list of records; set [source]"
-                f" records_path to the list that holds them{lists}"
+                f" records_path to the list that contains them{lists}"
             )
         elif not self.records_path:
             msg = f"the document is a single {_event_kind(shape.top_event)}, not a list of records"
@@ -240,7 +247,7 @@ class JsonSource:
 
 
 class _DocumentShape:
-    """What a streaming scan saw: the top-level value, the records path and the lists."""
+    """The outline of a document: its top-level value, the records path and its lists."""
 
     def __init__(self) -> None:
         self.top_event: str | None = None
@@ -401,21 +408,21 @@ def _unusable_value_issue(
     key = values[0] if values and isinstance(values[0], str) else None
     if isinstance(value, NotAnObject):
         message = (
-            f"{value.prefix!r} holds {_describe(value.value)}, not an object, so {field!r}"
+            f"{value.prefix!r} contains {_describe(value.value)}, not an object, so {field!r}"
             " cannot be read; the record is skipped: check the field name in [mapping]"
         )
         shown = _shown(value.value)
     elif isinstance(value, dict):
         members = ", ".join(repr(f"{field}.{name}") for name in list(value)[:5])
         message = (
-            f"{field!r} holds an object where a single value is needed; the record is skipped:"
+            f"{field!r} contains an object where a single value is needed; the record is skipped:"
             f" map one of its members instead, such as {members}"
         )
         shown = _shown(value)
     else:
         message = (
-            f"{field!r} holds an array of objects or arrays where values are needed;"
-            " the record is skipped: map a field that holds text"
+            f"{field!r} contains an array of objects or arrays where values are needed;"
+            " the record is skipped: map a field that contains text"
         )
         shown = _shown(value)
     return RecordIssue(line=number, key=key, field=field, value=shown, message=message)
@@ -435,7 +442,7 @@ def _parse_json_line(text: str, line_number: int, location: str) -> object:
     except json.JSONDecodeError as exc:
         msg = (
             f"line {line_number}, column {exc.colno}: the line is not valid JSON ({exc.msg});"
-            " in JSON Lines each line holds one complete JSON value"
+            " in JSON Lines each line contains one complete JSON value"
         )
         raise SourceError(msg, location=location) from None
 
