@@ -147,6 +147,19 @@ class RecordMapper:
         )
         self._match_index = position[settings.manager_match] if settings.manager_match else 0
 
+    def clean_key(self, raw: RawValue) -> str | None:
+        """Return a key or a manager-match value as :meth:`map` reads it, or None if empty.
+
+        The planner compares keys of records it does not map, so it must read them the
+        same way: trimmed, in NFC, with ``empty_values`` meaning no value.
+        """
+        return clean_text(raw, self._empty) if isinstance(raw, str) else None
+
+    @property
+    def match_index(self) -> int | None:
+        """Position of the ``manager_match`` field in :attr:`source_fields`, if one is set."""
+        return self._match_index if self.settings.manager_match else None
+
     def _needed_fields(self) -> list[str]:
         settings = self.settings
         needed = [settings.key, *settings.fields.values()]

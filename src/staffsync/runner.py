@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
+import httpx
 import sqlalchemy as sa
 import structlog
 
@@ -229,8 +230,17 @@ class _Run:
         if self.request.mode == "full":
             remote = load_remote_users(self.connection, self.clients.get(), now=self.now)
             log.info("staffbase_users_read", users=remote.users_read)
-        return build_plan(self.connection, self.settings, source, mapper,
-                          PlanOptions(now=self.now, only_keys=only), remote=remote)
+        options = PlanOptions(now=self.now, only_keys=only, status_of=self._status_of)
+        return build_plan(self.connection, self.settings, source, mapper, options, remote=remote)
+
+    def _status_of(self, staffbase_id: str) -> str | None:
+        """Return a user's current Staffbase status, or None if it cannot be read now."""
+        try:
+            user = self.clients.get().get_user(staffbase_id)
+        except (StaffbaseError, httpx.HTTPError) as exc:
+            log.debug("status_lookup_failed", staffbase_id=staffbase_id, error=str(exc))
+            return None
+        return None if user is None else user.get("status")
 
     def _base_dir(self) -> Path | None:
         return self.settings.config_path.parent if self.settings.config_path else None
@@ -289,7 +299,7 @@ class _Run:
                 self.report.counts[PAST_TENSE[action]] += count
         self.report.counts["unchanged"] += result.gone
 
-        failed = list_failed(self.connection, plan_id)
+        failed = list_failed(self.connection, plan_id) + result.group_failures
         self.report.failed = failed + self.report.failed
         self.report.counts["failed"] = len(self.report.failed)
         self.report.changes = _take(iter_applied_changes(self.connection, plan_id),

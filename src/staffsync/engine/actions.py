@@ -181,7 +181,7 @@ def _deactivate(client: StaffbaseClient, item: WorkItem) -> Outcome:
 
 def _delete(client: StaffbaseClient, item: WorkItem) -> Outcome:
     assert item.staffbase_id is not None
-    if item.data.get("reason") in ("absent", "inactive") and item.data.get("known_status") == "pending":
+    if item.data.get("verify_pending"):
         # The person may have signed in since the state saw them: never delete an
         # activated account because of a stale status.
         current = client.get_user(item.staffbase_id)

@@ -22,6 +22,7 @@ import sqlalchemy as sa
 import structlog
 
 from staffsync.engine.actions import Outcome, WorkItem, execute
+from staffsync.engine.groups import apply_group_memberships
 from staffsync.engine.journal import apply_records, mark_sent, record_outcomes, revert_unsent
 from staffsync.planning.model import Action, Phase
 from staffsync.staffbase.errors import FatalStaffbaseError
@@ -57,6 +58,8 @@ class ApplyResult:
     """True when a stop request ended the run before every change was sent."""
     fatal: str | None = None
     """Why the run had to end early, if it did."""
+    group_failures: list[dict[str, Any]] = field(default_factory=list)
+    """Report entries of people whose group memberships could not be changed."""
 
 
 def _now() -> datetime:
@@ -88,10 +91,16 @@ def apply_plan(
                changes.c.phase != Phase.STATE)
         .order_by(changes.c.phase)
     ).scalars().all()
+    memberships_pending = settings.mapping.groups is not None
     for phase in phases:
         if result.fatal or result.stopped:
             break
+        if phase >= Phase.LEAVERS and memberships_pending:
+            result.group_failures = apply_group_memberships(connection, client, plan_id, now()).failed
+            memberships_pending = False
         _PhaseRun(connection, client, settings, plan_id, phase, stop, lock, now, result, tracker).run()
+    if memberships_pending and not (result.fatal or result.stopped):
+        result.group_failures = apply_group_memberships(connection, client, plan_id, now()).failed
     return result
 
 
@@ -297,8 +306,3 @@ class _PhaseRun:
             else:
                 self.result.done[outcome.done] += 1
         self.tracker.advance(len(outcomes))
-
-
-def describe(outcome: Outcome) -> dict[str, Any]:
-    """Return the report entry of an outcome."""
-    return {"key": outcome.item.key, "action": outcome.done, "message": outcome.message}

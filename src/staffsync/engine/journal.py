@@ -181,7 +181,7 @@ def _record_one(
             hr_active=True,
             fields=sent,
             manager_key=manager_key,
-            groups=item.data.get("groups"),
+            groups=None,
             left_at=None,
             created_at=now,
         )
@@ -202,8 +202,6 @@ def _record_one(
     values["fields"] = merged
     if outcome.manager_sent:
         values["manager_key"] = manager_key
-    if item.data.get("groups") is not None:
-        values["groups"] = item.data["groups"]
     if outcome.done == Action.REACTIVATE:
         values.update(status="activated", hr_active=True, left_at=None)
     if item.data.get("adopt"):

@@ -116,6 +116,8 @@ def plan_for_leaver(
 
     if settings.policy.on_leave == "delete" or status == "pending":
         data["diff"] = {"status": {"before": status, "after": "deleted"}}
+        # Deleted only because invited: deactivate instead if they signed in meanwhile.
+        data["verify_pending"] = settings.policy.on_leave != "delete"
         return [PlannedChange(0, Phase.LEAVERS, Action.DELETE, key, staffbase_id, data)]
     if status == "activated":
         data["diff"] = {"status": {"before": status, "after": "deactivated"}}

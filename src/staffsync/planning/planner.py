@@ -28,14 +28,13 @@ from staffsync.planning.staging import (
     decode_values,
     encode_values,
     insert_rows,
-    normalize_key,
     record_hash,
 )
 from staffsync.sources.base import RawRecord, RecordIssue, SourceError
 from staffsync.state import schema
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
     from datetime import datetime
 
     from staffsync.settings import Settings
@@ -48,6 +47,8 @@ log = structlog.get_logger(__name__)
 INSERT_BATCH = 5000
 MAP_BATCH = 1000
 MAX_LISTED_ISSUES = 10_000
+MAX_STATUS_LOOKUPS = 500
+"""Pending leavers looked up while planning; beyond it, the engine checks each at send time."""
 
 
 class EmptySourceError(SourceError):
@@ -60,6 +61,13 @@ class PlanOptions:
 
     now: datetime
     only_keys: frozenset[str] | None = None
+    status_of: Callable[[str], str | None] | None = None
+    """Looks up a Staffbase user's current status by id (None when unknown).
+
+    The state learns that an invited user signed in only from a resync, so a leaver it
+    still calls pending is looked up before the plan decides between deleting (pending)
+    and deactivating (signed in). Without it, the engine checks just before sending.
+    """
 
 
 @dataclass
@@ -255,13 +263,15 @@ class _Planner:
         self.deferred = self._load_deferred()
         self.plan_rows: list[tuple[Any, ...]] = []
         self.orphans: list[dict[str, Any]] = []
+        self.status_lookups = 0
 
     # -- reading the export ------------------------------------------------------------
 
     def ingest(self, source: Source) -> None:
         """Stream every record into the staging table."""
         fields = self.mapper.source_fields
-        match_index = fields.index(self.settings.mapping.manager_match) if self.by_match_value else None
+        clean_key = self.mapper.clean_key
+        match_index = self.mapper.match_index
         columns = ("line", "key", "record_hash", "payload", "match_value")
         batch: list[tuple[Any, ...]] = []
         salt = self.salt
@@ -273,7 +283,7 @@ class _Planner:
                 continue
 
             values = item.values
-            key = normalize_key(values[0])
+            key = clean_key(values[0])
             if key is None:
                 self._reject(RecordIssue(item.line, None, fields[0], _shown(values[0]),
                                          "the employee key is empty; the row is skipped"))
@@ -281,7 +291,7 @@ class _Planner:
             payload = encode_values(values)
             digest = record_hash(payload, salt)
             fingerprint.update(digest)
-            match_value = normalize_key(values[match_index]) if match_index is not None else None
+            match_value = clean_key(values[match_index]) if match_index is not None else None
             batch.append((item.line, key, digest, payload, match_value))
             self.records += 1
             if len(batch) >= INSERT_BATCH:
@@ -553,6 +563,8 @@ class _Planner:
 
         for row in rows:
             state = None if row[baseline.c.key] is None else _state_of(row, baseline)
+            if state is not None and not row[desired.c.active] and state["hr_active"]:
+                state = self._fresh_status(state)
             changes = plan_for_desired(
                 key=row[desired.c.key],
                 active=row[desired.c.active],
@@ -592,8 +604,20 @@ class _Planner:
         for row in leavers:
             if row["key"] in self.deferred or row["key"] in self.protected:
                 continue
-            for change in plan_for_leaver(_state_of(row, baseline), self.settings, reason="absent"):
+            state = self._fresh_status(_state_of(row, baseline))
+            for change in plan_for_leaver(state, self.settings, reason="absent"):
                 self._add(change)
+
+    def _fresh_status(self, state: dict[str, Any]) -> dict[str, Any]:
+        """Return ``state`` with the status Staffbase shows now, for a leaver thought pending."""
+        lookup = self.options.status_of
+        if state["status"] != "pending" or lookup is None:
+            return state
+        if self.status_lookups >= MAX_STATUS_LOOKUPS:
+            return state
+        self.status_lookups += 1
+        status = lookup(state["staffbase_id"])
+        return state if status is None else {**state, "status": status}
 
     def plan_expired_deletions(self) -> None:
         """Plan deletion of users deactivated longer than ``[policy] delete_after_days``."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import unicodedata
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
@@ -26,24 +25,11 @@ __all__ = [
     "decode_values",
     "encode_values",
     "insert_rows",
-    "normalize_key",
     "record_hash",
 ]
 
 FIELD_SEPARATOR = "\x1f"
 JSON_MARKER = "\x1e"
-# Every Unicode space (all lie below U+3100), plus zero-width spaces and stray BOMs.
-_STRIPPED = "".join(chr(c) for c in range(0x3100) if chr(c).isspace()) + "\u200b\ufeff"
-
-
-def normalize_key(value: RawValue) -> str | None:
-    """Return an employee key as compared everywhere: trimmed text in NFC, or None."""
-    if not isinstance(value, str):
-        return None
-    text = value.strip(_STRIPPED)
-    if not text.isascii():
-        text = unicodedata.normalize("NFC", text)
-    return text or None
 
 
 def encode_values(values: Sequence[RawValue]) -> str:
