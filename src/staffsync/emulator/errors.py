@@ -1,4 +1,4 @@
-"""Staffbase's JSON error envelope and the error kinds the emulator answers with.
+"""Staffbase's JSON error envelope and the error kinds the emulator responds with.
 
 Every API error has the shape ``{"traceId", "type", "ref", "statusCode", "message",
 "identifier"}``. Only the login error is known from a real tenant; the other ``ref``,
