@@ -55,6 +55,10 @@ class TestStats:
         assert response.status_code == 404
         assert response.json()["ref"] == "ERROR_NOT_FOUND"
 
+    def test_trailing_slash(self, api: httpx.Client) -> None:
+        """A path with a trailing slash is a 404, not a redirect."""
+        assert api.get("/users/").status_code == 404
+
 
 class TestSeedUser:
     def test_any_status(self, control: httpx.Client) -> None:
@@ -112,6 +116,20 @@ class TestSignIn:
         assert signed_in["status"] == "activated"
         assert signed_in["activated"] is not None
         assert api.get("/users/E2").json()["status"] == "pending"
+
+    def test_named_twice(self, api: httpx.Client, control: httpx.Client) -> None:
+        """A user named by id and by externalID is activated once."""
+        user = api.post("/users", json=user_body("E1")).json()
+
+        response = control.post("/sign-in", json={"ids": [user["id"], "E1"]})
+
+        assert response.json() == {"activated": [user["id"]]}
+
+    def test_unknown_user(self, control: httpx.Client) -> None:
+        """Naming an unknown user is a 404 and activates nobody."""
+        response = control.post("/sign-in", json={"ids": ["E404"]})
+
+        assert response.status_code == 404
 
     def test_everyone(self, api: httpx.Client, control: httpx.Client) -> None:
         """An empty body activates every pending user and leaves the others."""

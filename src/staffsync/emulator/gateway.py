@@ -119,19 +119,19 @@ class ApiGateway:
             await response(scope, receive, counted_send)
             return
 
+        drop_after = verdict.action is Action.DROP_AFTER
+        respond = _discard if drop_after else counted_send
         problem = authenticate_api_request(
             _header(scope, b"authorization"), emulator.tokens, emulator.config.api_token
         )
         if problem is not None:
-            await error_response(LOGIN_REQUIRED, problem)(scope, receive, counted_send)
-            return
+            await error_response(LOGIN_REQUIRED, problem)(scope, receive, respond)
+        else:
+            await self.app(scope, receive, respond)
 
-        if verdict.action is Action.DROP_AFTER:
+        if drop_after:
             stats.dropped_after += 1
-            await self.app(scope, receive, _discard)
             await _abort_connection(scope)
-            return
-        await self.app(scope, receive, counted_send)
 
     def _route_template(self, scope: Scope) -> str:
         # A route whose path matches but not its method still names the template. The

@@ -121,16 +121,19 @@ class StateFileWriter:
         self._task = loop.create_task(self._save_in_thread())
 
     async def _save_in_thread(self) -> None:
-        self._scheduled = False
-        version = self.tenant.version
-        if version == self.saved_version:
-            return
-
-        snapshot = self.tenant.snapshot()
+        # Changes during the save only mark the tenant as changed: the save scheduled at
+        # the end picks them up, so two saves never queue behind each other.
         try:
-            await asyncio.to_thread(self._save, snapshot, version)
+            version = self.tenant.version
+            if version != self.saved_version:
+                await asyncio.to_thread(self._save, self.tenant.snapshot(), version)
         except OSError as exc:
             logger.exception("emulator_state_save_failed", path=str(self.path), error=str(exc))
+            # Retry after a few seconds rather than at the normal pace.
+            self._last_duration_s = max(self._last_duration_s, 1.0)
+        finally:
+            self._scheduled = False
+
         if self.tenant.version != self.saved_version:
             self.notify_changed()
 

@@ -196,7 +196,8 @@ class Tenant:
             that are not pending are left as they are.
         """
         users = self._users.values() if refs is None else [self.get_user(ref) for ref in refs]
-        pending = [user for user in users if user["status"] == "pending"]
+        # Keyed by id, so that a user named twice (by id and by externalID) is activated once.
+        pending = list({user["id"]: user for user in users if user["status"] == "pending"}.values())
 
         now = utc_timestamp()
         for user in pending:
