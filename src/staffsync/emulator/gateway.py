@@ -2,8 +2,8 @@
 
 It receives every request before Starlette's router and handles the ``/api`` ones in this
 order: count the request by route template, add the latency, apply the rate limit, drop
-the connection or fail with a 5xx when the dice say so, check the credentials, and only
-then let the route process it. A request dropped "after" is processed in full and its
+the connection or fail with a 5xx when the random draw picks it, check the credentials,
+and only then let the route process it. A request dropped "after" is processed in full and its
 response thrown away before the connection is reset.
 """
 
