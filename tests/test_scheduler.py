@@ -462,7 +462,7 @@ DAEMON_SCRIPT = textwrap.dedent(
     from pathlib import Path
 
     from staffsync.logs import configure_logging
-    from staffsync.scheduler import Daemon
+    from staffsync.scheduler import Daemon, run_daemon
     from staffsync.settings import OpsSettings, ScheduleSettings, load_settings
 
     folder, behaviour, grace = Path(sys.argv[1]), sys.argv[2], float(sys.argv[3])
@@ -477,12 +477,15 @@ DAEMON_SCRIPT = textwrap.dedent(
         time.sleep(0.2)  # requests already sent finish and are recorded
         (folder / "recorded").write_text("yes")
 
-    configure_logging("json", stream=open(folder / "log.jsonl", "w", buffering=1))
     settings = load_settings(
         None,
         schedule=ScheduleSettings(sync="1h", resync=""),
         ops=OpsSettings(listen="127.0.0.1:0", shutdown_grace_seconds=grace),
     )
+    if behaviour == "cooperative":
+        # The CLI's path: logging configured from [ops], JSON lines on stdout.
+        sys.exit(run_daemon(settings, run_job))
+    configure_logging("json", stream=open(folder / "log.jsonl", "w", buffering=1))
     sys.exit(Daemon(settings, run_job).run_forever())
     """
 )
@@ -513,17 +516,18 @@ class TestSignals:
     """A daemon process stops cleanly on SIGTERM and at once on a second signal."""
 
     def test_sigterm_with_run_in_flight(self, tmp_path: Path) -> None:
-        """SIGTERM lets the run see the stop event, record its work and exit 0."""
+        """SIGTERM lets the run get the stop event, record its work and exit 0."""
         process = _spawn_daemon(tmp_path, "cooperative", grace=10)
 
         process.send_signal(signal.SIGTERM)
-        process.communicate(timeout=10)
+        stdout, _ = process.communicate(timeout=10)
         code = process.returncode
 
         assert code == 0
         assert (tmp_path / "saw_stop").read_text() == "True"
         assert (tmp_path / "recorded").read_text() == "yes"
-        events = _logged_events(tmp_path)
+        events = {entry["event"]: entry for entry in map(json.loads, stdout.splitlines())}
+        assert events["daemon_started"]["level"] == "info"
         assert events["daemon_stopping"]["reason"] == "received SIGTERM"
         assert events["daemon_stopped"]["in_flight"] == "finished"
 
