@@ -289,11 +289,13 @@ class TestMisfires:
     """Late runs are coalesced into one, and runs too late are counted as missed."""
 
     def test_backlog_runs_once(self, daemons: list[Daemon]) -> None:
-        """Four overdue run times of a 10 s schedule produce a single run."""
+        """Four overdue run times of a 20 s schedule produce a single run."""
         job = Recorder()
-        daemon = _start(daemons, _settings(sync="10s"), job, run_at_start=False)
+        daemon = _start(daemons, _settings(sync="20s"), job, run_at_start=False)
 
-        daemon.scheduler.modify_job("sync", next_run_time=datetime.now(UTC) - timedelta(seconds=33))
+        # Due 63, 43, 23 and 3 s ago; only the last is within the 10 s grace time.
+        overdue = datetime.now(UTC) - timedelta(seconds=63)
+        daemon.scheduler.modify_job("sync", next_run_time=overdue)
 
         assert _wait_until(lambda: len(job.calls) >= 1)
         time.sleep(0.3)
@@ -361,6 +363,13 @@ class TestDaemonStop:
 
         assert len(job.calls) == calls_at_stop
         assert daemon.is_alive() is False
+
+    def test_start_twice(self, daemons: list[Daemon]) -> None:
+        """A second start() raises instead of scheduling every job twice."""
+        daemon = _start(daemons, _settings(sync="1h"), Recorder(), run_at_start=False)
+
+        with pytest.raises(RuntimeError, match="can start once; it is running"):
+            daemon.start()
 
     def test_run_forever_needs_main_thread(self) -> None:
         """run_forever called from another thread raises instead of missing signals."""

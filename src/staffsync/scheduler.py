@@ -262,8 +262,13 @@ class Daemon:
             ConfigError: a ``[schedule]`` value or ``[ops] listen`` is invalid, or both
                 schedules are empty.
             OSError: the ops endpoints cannot listen on the configured address.
-            Exception: whatever ``on_start`` raised; the ops endpoints are stopped first.
+            RuntimeError: the daemon was started before.
+            Exception: whatever ``on_start`` raised, after the ops endpoints are stopped.
         """
+        if self._phase != "new":
+            msg = f"the daemon can start once; it is {self._phase}"
+            raise RuntimeError(msg)
+
         triggers = self._build_triggers()
         try:
             self._ops = OpsServer(
