@@ -536,7 +536,7 @@ class Daemon:
 
 def run_daemon(
     settings: Settings,
-    run_job: Callable[[Mode, threading.Event], None],
+    run_job: RunJob,
     *,
     on_start: Callable[[], None] | None = None,
     readiness: Callable[[], tuple[bool, str]] | None = None,
