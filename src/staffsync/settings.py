@@ -244,6 +244,13 @@ class OpsSettings(_Section):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     ready_max_failed_age_seconds: Annotated[float, Field(gt=0)] = 3600.0
     """``/readyz`` fails once the last successful run is older than this and the latest failed."""
+    shutdown_grace_seconds: Annotated[float, Field(gt=0)] = 25.0
+    """How long the daemon waits on SIGTERM for the run in progress to stop.
+
+    Keep it below the time the supervisor waits before it kills the process: 30 s in
+    Kubernetes (``terminationGracePeriodSeconds``), ``TimeoutStopSec`` under systemd,
+    ``stop_grace_period`` in Docker Compose (10 s unless set).
+    """
 
 
 class Settings(BaseSettings):
