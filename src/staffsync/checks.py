@@ -42,12 +42,16 @@ def _check_state(settings: Settings) -> tuple[str, bool, str]:
         engine.dispose()
     except StateDatabaseError as exc:
         return "state database", False, str(exc)
-    except Exception as exc:  # noqa: BLE001 (any driver error is reported, not raised)
+    except Exception as exc:
         return "state database", False, f"cannot connect: {type(exc).__name__}: {exc}"
     if revision != head_revision():
-        return "state database", True, (
-            f"reachable, schema {revision or 'empty'}; 'staffsync db upgrade' brings it to"
-            f" {head_revision()}"
+        return (
+            "state database",
+            True,
+            (
+                f"reachable, schema {revision or 'empty'}; 'staffsync db upgrade' brings it to"
+                f" {head_revision()}"
+            ),
         )
     return "state database", True, f"reachable, schema {revision}"
 
@@ -66,8 +70,10 @@ def _check_source(settings: Settings) -> tuple[str, bool, str]:
                 break
     except SourceError as exc:
         return "HR export", False, str(exc)
-    return "HR export", True, (
-        f"{source.location} readable; {rejected} of the first {read} records would be rejected"
+    return (
+        "HR export",
+        True,
+        (f"{source.location} readable; {rejected} of the first {read} records would be rejected"),
     )
 
 
@@ -77,6 +83,6 @@ def _check_staffbase(settings: Settings) -> tuple[str, bool, str]:
             client.check()
     except StaffbaseError as exc:
         return "Staffbase", False, str(exc)
-    except Exception as exc:  # noqa: BLE001 (network errors are reported, not raised)
+    except Exception as exc:
         return "Staffbase", False, f"{type(exc).__name__}: {exc}"
     return "Staffbase", True, f"token fetched and {settings.staffbase.base_url}/users answered"

@@ -16,7 +16,7 @@ import click
 from rich.console import Console
 
 from staffsync import __version__
-from staffsync.logs import configure_logging
+from staffsync.logs import configure_logging, register_settings_secrets
 from staffsync.render import print_plan, print_status, print_summary
 from staffsync.runner import RunRequest, execute_run
 from staffsync.settings import ConfigError, Settings, load_settings, resolve_config_path
@@ -52,6 +52,8 @@ class CliOptions:
         """Set up logging: console on stderr for commands, the configured format for ``run``."""
         level = self.log_level or (settings.ops.log_level if settings else "info")
         configure_logging(self.log_format or default_format, level)  # type: ignore[arg-type]
+        if settings is not None:
+            register_settings_secrets(settings)
 
 
 def _fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
@@ -72,12 +74,15 @@ def _console() -> Console:
 )
 @click.option("--log-format", type=click.Choice(["console", "json"]), help="Log line format.")
 @click.option(
-    "--log-level", type=click.Choice(["debug", "info", "warning", "error"]), help="Lowest level logged."
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    help="Lowest level logged.",
 )
 @click.version_option(__version__, prog_name="staffsync")
 @click.pass_context
-def cli(ctx: click.Context, config_path: Path | None, log_format: str | None,
-        log_level: str | None) -> None:
+def cli(
+    ctx: click.Context, config_path: Path | None, log_format: str | None, log_level: str | None
+) -> None:
     """Keep Staffbase users in step with the HR system of record."""
     ctx.obj = CliOptions(config_path, log_format, log_level)
 
@@ -90,7 +95,6 @@ def _run_and_report(
 ) -> NoReturn:
     settings = options.settings()
     options.configure_logging(settings, default_format="console")
-    request.lock_wait_seconds = request.lock_wait_seconds
     try:
         report = execute_run(settings, request)
     except RunLockHeld as exc:
@@ -133,15 +137,26 @@ lock_wait_option = click.option(
 @lock_wait_option
 @click.argument("keys", nargs=-1, metavar="[KEYS]...")
 @click.pass_obj
-def sync(options: CliOptions, dry_run: bool, full: bool, only: bool, approve: str | None,
-         report_json: Path | None, lock_wait: float | None, keys: tuple[str, ...]) -> None:
+def sync(
+    options: CliOptions,
+    dry_run: bool,
+    full: bool,
+    only: bool,
+    approve: str | None,
+    report_json: Path | None,
+    lock_wait: float | None,
+    keys: tuple[str, ...],
+) -> None:
     """Make one run now: read the export, plan, and apply the changes to Staffbase."""
+    problem = None
     if keys and not only:
-        raise click.UsageError("employee keys are only accepted after --only")
-    if only and not keys:
-        raise click.UsageError("--only needs at least one employee key")
-    if approve and (dry_run or only or full):
-        raise click.UsageError("--approve applies a stored plan as it is; it takes no other option")
+        problem = "employee keys are only accepted after --only"
+    elif only and not keys:
+        problem = "--only needs at least one employee key"
+    elif approve and (dry_run or only or full):
+        problem = "--approve applies a stored plan as it is; it takes no other option"
+    if problem:
+        raise click.UsageError(problem)
 
     request = RunRequest(
         mode="full" if full else "incremental",
@@ -155,15 +170,21 @@ def sync(options: CliOptions, dry_run: bool, full: bool, only: bool, approve: st
 
 
 @cli.command()
-@click.option("--format", "output", type=click.Choice(["table", "json"]), default="table",
-              help="A table per action, or the run report as JSON.")
+@click.option(
+    "--format",
+    "output",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    help="A table per action, or the run report as JSON.",
+)
 @click.option("--full", is_flag=True, help="Plan a full reconcile (reads every Staffbase user).")
 @report_json_option
 @click.pass_obj
 def plan(options: CliOptions, output: str, full: bool, report_json: Path | None) -> None:
     """Show what a sync would change, field by field, without writing anything."""
-    request = RunRequest(mode="full" if full else "incremental", dry_run=True,
-                         report_path=report_json)
+    request = RunRequest(
+        mode="full" if full else "incremental", dry_run=True, report_path=report_json
+    )
     _run_and_report(options, request, output="json" if output == "json" else "plan")
 
 
@@ -172,11 +193,13 @@ def plan(options: CliOptions, output: str, full: bool, report_json: Path | None)
 @report_json_option
 @lock_wait_option
 @click.pass_obj
-def resync(options: CliOptions, dry_run: bool, report_json: Path | None,
-           lock_wait: float | None) -> None:
+def resync(
+    options: CliOptions, dry_run: bool, report_json: Path | None, lock_wait: float | None
+) -> None:
     """Full reconcile: read every Staffbase user, adopt, repair drift, rebuild the state."""
-    request = RunRequest(mode="full", dry_run=dry_run, report_path=report_json,
-                         lock_wait_seconds=lock_wait)
+    request = RunRequest(
+        mode="full", dry_run=dry_run, report_path=report_json, lock_wait_seconds=lock_wait
+    )
     _run_and_report(options, request)
 
 
@@ -250,8 +273,11 @@ def check(options: CliOptions) -> None:
 
 @cli.command()
 @click.option("--count", default=500, show_default=True, help="People in the sample export.")
-@click.option("--keep", type=click.Path(file_okay=False, path_type=Path),
-              help="Keep the export, state DB and reports in this folder instead of a temp one.")
+@click.option(
+    "--keep",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Keep the export, state DB and reports in this folder instead of a temp one.",
+)
 @click.pass_obj
 def demo(options: CliOptions, count: int, keep: Path | None) -> None:
     """Sync a sample export into a local emulator twice; needs no config and no network."""
@@ -268,7 +294,10 @@ def run(options: CliOptions) -> None:
     from staffsync.daemon import run_daemon
 
     settings = options.settings()
-    options.configure_logging(settings, default_format=settings.ops.log_format)
+    if options.log_format:
+        settings.ops.log_format = options.log_format  # type: ignore[assignment]
+    if options.log_level:
+        settings.ops.log_level = options.log_level  # type: ignore[assignment]
     sys.exit(run_daemon(settings))
 
 

@@ -64,20 +64,28 @@ def run_demo(console: Console, *, count: int, folder: Path | None) -> int:
     """Run the demo and return the exit status: 0 when both runs succeeded."""
     with contextlib.ExitStack() as stack:
         if folder is None:
-            folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="staffsync-demo-")))
+            folder = Path(
+                stack.enter_context(tempfile.TemporaryDirectory(prefix="staffsync-demo-"))
+            )
         folder.mkdir(parents=True, exist_ok=True)
         write_export(folder / "sailpoint_identities.csv", count, seed=SAMPLE_SEED)
         emulator = stack.enter_context(EmulatorServer(EmulatorConfig()))
         settings = demo_settings(folder, emulator)
 
-        console.print(f"[bold]staffsync demo[/bold]: a Staffbase emulator at {emulator.url},"
-                      f" a sample export of {count} people and a SQLite state in {folder}.")
-        console.print("\n[bold]1.[/bold] The first sync creates everyone the export lists as active.")
+        console.print(
+            f"[bold]staffsync demo[/bold]: a Staffbase emulator at {emulator.url},"
+            f" a sample export of {count} people and a SQLite state in {folder}."
+        )
+        console.print(
+            "\n[bold]1.[/bold] The first sync creates everyone the export lists as active."
+        )
         first = execute_run(settings, RunRequest(trigger="demo", report_path=folder / "run-1.json"))
         print_summary(console, first)
 
         console.print("\n[bold]2.[/bold] Syncing the same export again finds nothing to change.")
-        second = execute_run(settings, RunRequest(trigger="demo", report_path=folder / "run-2.json"))
+        second = execute_run(
+            settings, RunRequest(trigger="demo", report_path=folder / "run-2.json")
+        )
         print_summary(console, second)
 
         stats = httpx.get(f"{emulator.url}/__emulator/stats", timeout=10).json()

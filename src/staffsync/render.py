@@ -24,8 +24,16 @@ ACTION_TITLES = {
     "deactivate": "Deactivate",
     "delete": "Delete",
 }
-COUNT_ORDER = ("created", "updated", "reactivated", "deactivated", "deleted", "unchanged",
-               "rejected", "failed")
+COUNT_ORDER = (
+    "created",
+    "updated",
+    "reactivated",
+    "deactivated",
+    "deleted",
+    "unchanged",
+    "rejected",
+    "failed",
+)
 
 
 def _shown(value: Any) -> str:
@@ -57,18 +65,30 @@ def print_summary(console: Console, report: RunReport, *, title: str | None = No
         plan_id = report.held.get("plan_id")
         console.print(f"[red]Held:[/red] {report.held['reason']}.")
         if plan_id:
-            console.print(f"Nothing was written. Review it with 'staffsync status'; apply it with"
-                          f" 'staffsync sync --approve {plan_id}'.")
+            console.print(
+                f"Nothing was written. Review it with 'staffsync status'; apply it with"
+                f" 'staffsync sync --approve {plan_id}'."
+            )
     if report.error:
         console.print(f"[red]Error:[/red] {report.error}")
-    _print_issues(console, "Rejected records (left as they are)", report.rejected,
-                  report.totals.get("rejected"))
-    _print_issues(console, f"Failed records (the next run {verb} retry them)", report.failed,
-                  report.totals.get("failed"))
+    _print_issues(
+        console,
+        "Rejected records (left as they are)",
+        report.rejected,
+        report.totals.get("rejected"),
+    )
+    _print_issues(
+        console,
+        f"Failed records (the next run {verb} retry them)",
+        report.failed,
+        report.totals.get("failed"),
+    )
     _print_issues(console, "Warnings", report.warnings, report.totals.get("warnings"))
 
 
-def _print_issues(console: Console, title: str, items: list[dict[str, Any]], total: int | None) -> None:
+def _print_issues(
+    console: Console, title: str, items: list[dict[str, Any]], total: int | None
+) -> None:
     if not items:
         return
     table = Table(title=title, title_justify="left", show_lines=False)
@@ -121,8 +141,10 @@ def print_plan(console: Console, report: RunReport) -> None:
     totals.add_row("Rejected", str(report.counts.get("rejected", 0)))
     console.print(totals)
     if report.totals.get("changes"):
-        console.print(f"(the plan has {report.totals['changes']} changes; the first"
-                      f" {len(report.changes)} are shown — use --format json for all)")
+        console.print(
+            f"(the plan has {report.totals['changes']} changes; the first"
+            f" {len(report.changes)} are shown — use --format json for all)"
+        )
     print_summary(console, report, title="Plan")
 
 
@@ -134,21 +156,32 @@ def print_status(console: Console, status: dict[str, Any]) -> None:
     for run in status["runs"]:
         counts = run.get("counts") or {}
         changed = sum(counts.get(n, 0) for n in COUNT_ORDER[:5])
-        runs.add_row(run["id"], run["mode"], run["trigger"],
-                     Text(run["status"], style=STATUS_STYLE.get(run["status"], "white")),
-                     run["started_at"], run["finished_at"] or "—", str(changed),
-                     run.get("error") or "")
+        runs.add_row(
+            run["id"],
+            run["mode"],
+            run["trigger"],
+            Text(run["status"], style=STATUS_STYLE.get(run["status"], "white")),
+            run["started_at"],
+            run["finished_at"] or "—",
+            str(changed),
+            run.get("error") or "",
+        )
     console.print(runs)
 
     if status["held_plans"]:
-        held = Table(title="Held plans (apply with 'staffsync sync --approve ID')",
-                     title_justify="left")
+        held = Table(
+            title="Held plans (apply with 'staffsync sync --approve ID')", title_justify="left"
+        )
         for column in ("plan", "created", "reason", "changes"):
             held.add_column(column, overflow="fold")
         for plan in status["held_plans"]:
             counts = plan.get("counts") or {}
-            held.add_row(plan["id"], plan["created_at"], plan.get("reason") or "",
-                         ", ".join(f"{n} {c}" for n, c in counts.items() if c))
+            held.add_row(
+                plan["id"],
+                plan["created_at"],
+                plan.get("reason") or "",
+                ", ".join(f"{n} {c}" for n, c in counts.items() if c),
+            )
         console.print(held)
     else:
         console.print("No held plans.")
@@ -158,9 +191,15 @@ def print_status(console: Console, status: dict[str, Any]) -> None:
         for column in ("key", "action", "attempts", "since", "next attempt", "stuck", "last error"):
             failing.add_column(column, overflow="fold")
         for record in status["failing"]:
-            failing.add_row(record["key"], record["action"], str(record["attempts"]),
-                            record["first_failed_at"], record["next_attempt_at"],
-                            "yes" if record["stuck"] else "", record["last_error"])
+            failing.add_row(
+                record["key"],
+                record["action"],
+                str(record["attempts"]),
+                record["first_failed_at"],
+                record["next_attempt_at"],
+                "yes" if record["stuck"] else "",
+                record["last_error"],
+            )
         console.print(failing)
     else:
         console.print("No failing records.")

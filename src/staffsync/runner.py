@@ -27,9 +27,9 @@ from staffsync.planning.model import PAST_TENSE
 from staffsync.planning.planner import Plan, PlanOptions, build_plan
 from staffsync.planning.remote import load_remote_users, rebuild_state
 from staffsync.planning.store import (
+    PlanNotHeld,
     fill_report_from_plan,
     iter_applied_changes,
-    PlanNotHeld,
     list_failed,
     load_held_plan,
     store_plan,
@@ -38,7 +38,7 @@ from staffsync.report import STORED_ITEMS, RunReport, write_report_json
 from staffsync.sources import open_source
 from staffsync.sources.base import SourceError
 from staffsync.staffbase.client import StaffbaseClient
-from staffsync.staffbase.errors import FatalStaffbaseError, StaffbaseError
+from staffsync.staffbase.errors import StaffbaseError
 from staffsync.state import schema
 from staffsync.state.database import create_state_engine
 from staffsync.state.lock import RunLock, acquire_run_lock
@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 __all__ = ["RunFailed", "RunRequest", "execute_run", "new_id"]
 
 log = structlog.get_logger(__name__)
+
 
 class RunFailed(Exception):
     """The run cannot go on; the message says why and what to do. Nothing more is written."""
@@ -100,20 +101,26 @@ def execute_run(
     """
     run_id = new_id("r")
     started = time.monotonic()
-    report = RunReport(run_id=run_id, mode=request.mode, dry_run=request.dry_run,
-                       started_at=_now())
+    report = RunReport(run_id=run_id, mode=request.mode, dry_run=request.dry_run, started_at=_now())
     own_engine = engine is None
     engine = engine or create_state_engine(settings.state)
     ensure_schema(engine, allow_upgrade=not request.dry_run)
 
     try:
-        with structlog.contextvars.bound_contextvars(run_id=run_id, mode=request.mode,
-                                                     trigger=request.trigger), \
-             acquire_run_lock(engine, run_id=run_id, wait_seconds=request.lock_wait_seconds) as lock, \
-             engine.connect() as connection, \
-             _client_scope(settings, client) as clients:
-            log.info("run_started", dry_run=request.dry_run, only=list(request.only_keys) or None,
-                     approve=request.approve)
+        with (
+            structlog.contextvars.bound_contextvars(
+                run_id=run_id, mode=request.mode, trigger=request.trigger
+            ),
+            acquire_run_lock(engine, run_id=run_id, wait_seconds=request.lock_wait_seconds) as lock,
+            engine.connect() as connection,
+            _client_scope(settings, client) as clients,
+        ):
+            log.info(
+                "run_started",
+                dry_run=request.dry_run,
+                only=list(request.only_keys) or None,
+                approve=request.approve,
+            )
             if not request.dry_run:
                 _insert_run(connection, report, request)
             try:
@@ -158,10 +165,16 @@ def _client_scope(settings: Settings, given: StaffbaseClient | None) -> Iterator
 
 
 def _insert_run(connection: sa.Connection, report: RunReport, request: RunRequest) -> None:
-    connection.execute(sa.insert(schema.runs).values(
-        id=report.run_id, mode=report.mode, dry_run=False, trigger=request.trigger,
-        status="running", started_at=report.started_at,
-    ))
+    connection.execute(
+        sa.insert(schema.runs).values(
+            id=report.run_id,
+            mode=report.mode,
+            dry_run=False,
+            trigger=request.trigger,
+            status="running",
+            started_at=report.started_at,
+        )
+    )
     connection.commit()
 
 
@@ -201,9 +214,17 @@ class _Run:
                 return
 
             plan_id = new_id("p")
-            store_plan(self.connection, plan, plan_id=plan_id, run_id=self.report.run_id,
-                       mode=self.request.mode, hold_reason=hold,
-                       only_keys=self.request.only_keys, report=self.report, now=self.now)
+            store_plan(
+                self.connection,
+                plan,
+                plan_id=plan_id,
+                run_id=self.report.run_id,
+                mode=self.request.mode,
+                hold_reason=hold,
+                only_keys=self.request.only_keys,
+                report=self.report,
+                now=self.now,
+            )
             if plan.remote is not None and not hold:
                 rebuild_state(self.connection, plan.remote, plan.tables.staging)
             self.connection.commit()
@@ -266,12 +287,16 @@ class _Run:
         plan = self._plan(held.only_keys or ())
         try:
             if plan.source_fingerprint != held.source_fingerprint:
-                msg = (f"the export or the Staffbase users changed since plan {plan_id} was"
-                       " made; it is not applied. Run 'staffsync sync' to plan again")
+                msg = (
+                    f"the export or the Staffbase users changed since plan {plan_id} was"
+                    " made; it is not applied. Run 'staffsync sync' to plan again"
+                )
                 raise RunFailed(msg)
             if plan.state_version != held.state_version:
-                msg = (f"the state changed since plan {plan_id} was made (another run applied"
-                       " changes); it is not applied. Run 'staffsync sync' to plan again")
+                msg = (
+                    f"the state changed since plan {plan_id} was made (another run applied"
+                    " changes); it is not applied. Run 'staffsync sync' to plan again"
+                )
                 raise RunFailed(msg)
             if plan.remote is not None:
                 rebuild_state(self.connection, plan.remote, plan.tables.staging)
@@ -291,8 +316,13 @@ class _Run:
                 self.request.progress("apply", done, total)
 
         result = apply_plan(
-            self.connection, self.clients.get(), self.settings, plan_id,
-            stop=self.request.stop, lock=self.lock, progress=progress,
+            self.connection,
+            self.clients.get(),
+            self.settings,
+            plan_id,
+            stop=self.request.stop,
+            lock=self.lock,
+            progress=progress,
         )
         for action, count in result.done.items():
             if action in PAST_TENSE:
@@ -302,26 +332,37 @@ class _Run:
         failed = list_failed(self.connection, plan_id) + result.group_failures
         self.report.failed = failed + self.report.failed
         self.report.counts["failed"] = len(self.report.failed)
-        self.report.changes = _take(iter_applied_changes(self.connection, plan_id),
-                                    STORED_ITEMS * 10, self.report, "changes")
+        self.report.changes = _take(
+            iter_applied_changes(self.connection, plan_id),
+            STORED_ITEMS * 10,
+            self.report,
+            "changes",
+        )
 
         schema_plans = schema.plans
         status = "applied" if not (result.fatal or result.stopped) else "interrupted"
-        self.connection.execute(sa.update(schema_plans).where(schema_plans.c.id == plan_id)
-                                .values(status=status, finished_at=_now()))
+        self.connection.execute(
+            sa.update(schema_plans)
+            .where(schema_plans.c.id == plan_id)
+            .values(status=status, finished_at=_now())
+        )
         self.connection.commit()
 
         if result.fatal:
             self.report.finish("failed", _now(), error=result.fatal)
         elif result.stopped:
-            self.report.finish("failed", _now(), error=(
-                "stopped before every change was applied; the next run applies the rest"))
+            self.report.finish(
+                "failed",
+                _now(),
+                error=("stopped before every change was applied; the next run applies the rest"),
+            )
         else:
             self.report.finish("succeeded", _now())
 
 
-def _take(items: Iterator[dict[str, Any]] | Any, limit: int, report: RunReport,
-          name: str) -> list[dict[str, Any]]:
+def _take(
+    items: Iterator[dict[str, Any]] | Any, limit: int, report: RunReport, name: str
+) -> list[dict[str, Any]]:
     taken: list[dict[str, Any]] = []
     total = 0
     for item in items:
@@ -342,11 +383,18 @@ def _finish(
 
     if not request.dry_run:
         runs = schema.runs
-        connection.execute(sa.update(runs).where(runs.c.id == report.run_id).values(
-            status=report.status, finished_at=report.finished_at, plan_id=report.plan_id,
-            counts=report.counts, report=report.as_dict(max_items=STORED_ITEMS),
-            error=report.error,
-        ))
+        connection.execute(
+            sa.update(runs)
+            .where(runs.c.id == report.run_id)
+            .values(
+                status=report.status,
+                finished_at=report.finished_at,
+                plan_id=report.plan_id,
+                counts=report.counts,
+                report=report.as_dict(max_items=STORED_ITEMS),
+                error=report.error,
+            )
+        )
         connection.commit()
         if request.report_path is not None:
             write_report_json(request.report_path, report)
@@ -371,4 +419,3 @@ def _finish(
         error=report.error,
         **report.counts,
     )
-

@@ -102,12 +102,14 @@ class TestIncrementalSync:
         assert any_bench.stats()["requests"]["PUT /api/users/{id}"] == puts_before + 1
         assert puts[-1]["body"] == {"position": "Staff Engineer"}
         assert report.counts["updated"] == 1
-        assert report.changes == [{
-            "action": "update",
-            "key": "E0005",
-            "staffbase_id": any_bench.users()["E0005"]["id"],
-            "fields": {"position": {"before": "Engineer", "after": "Staff Engineer"}},
-        }]
+        assert report.changes == [
+            {
+                "action": "update",
+                "key": "E0005",
+                "staffbase_id": any_bench.users()["E0005"]["id"],
+                "fields": {"position": {"before": "Engineer", "after": "Staff Engineer"}},
+            }
+        ]
 
     def test_removed_row_deactivates_and_return_reactivates(self, any_bench: Bench) -> None:
         """A signed-in leaver is deactivated; their return reactivates the same user."""

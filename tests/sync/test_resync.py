@@ -46,14 +46,19 @@ def staffbase_user(number: int, **values: Any) -> dict[str, Any]:
 class TestResync:
     def test_adopts_repairs_and_reports(self, any_bench: Bench) -> None:
         """Hand-made users are adopted, drift is repaired, orphans are left alone."""
-        by_key = seed(any_bench, externalID="E0001", status="activated",
-                      **staffbase_user(1, position="Hand-edited"))
-        by_email = seed(any_bench, status="activated", **staffbase_user(
-            2, emails=[{"value": "PERSON2@Example.COM", "primary": True}]))
-        deactivated = seed(any_bench, externalID="E0003", status="deactivated",
-                           **staffbase_user(3))
-        orphan = seed(any_bench, externalID="X0999", status="activated",
-                      **staffbase_user(999))
+        by_key = seed(
+            any_bench,
+            externalID="E0001",
+            status="activated",
+            **staffbase_user(1, position="Hand-edited"),
+        )
+        by_email = seed(
+            any_bench,
+            status="activated",
+            **staffbase_user(2, emails=[{"value": "PERSON2@Example.COM", "primary": True}]),
+        )
+        deactivated = seed(any_bench, externalID="E0003", status="deactivated", **staffbase_user(3))
+        orphan = seed(any_bench, externalID="X0999", status="activated", **staffbase_user(999))
         loose = seed(any_bench, status="activated", **staffbase_user(998))
         any_bench.write_export([person(n) for n in range(1, 6)])
         settings = any_bench.settings(mapping=MappingSettings(adopt_by_email=True))
@@ -97,9 +102,11 @@ class TestResync:
         users = bench.users()
         hand_edit(bench, users["E0002"]["id"], {"location": "Moon"})
         hand_edit(bench, users["E0003"]["id"], {"status": "deactivated"})
-        httpx.delete(f"{bench.emulator.base_url}/users/{users['E0004']['id']}",
-                     headers={"Authorization": f"Basic {bench.emulator.config.api_token}"},
-                     timeout=10).raise_for_status()
+        httpx.delete(
+            f"{bench.emulator.base_url}/users/{users['E0004']['id']}",
+            headers={"Authorization": f"Basic {bench.emulator.config.api_token}"},
+            timeout=10,
+        ).raise_for_status()
 
         report = bench.sync(mode="full")
         after = bench.users()

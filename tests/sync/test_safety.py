@@ -137,8 +137,11 @@ class TestLeaverPolicies:
         bench.sync()
         engine = create_state_engine(bench.settings().state)
         with engine.begin() as connection:
-            connection.execute(sa.update(schema.users).where(schema.users.c.key == "E0005")
-                               .values(left_at=datetime.now(UTC) - timedelta(days=31)))
+            connection.execute(
+                sa.update(schema.users)
+                .where(schema.users.c.key == "E0005")
+                .values(left_at=datetime.now(UTC) - timedelta(days=31))
+            )
         engine.dispose()
 
         kept = bench.sync(bench.settings(policy=PolicySettings(delete_after_days=40)))
@@ -174,14 +177,18 @@ class TestDryRun:
         engine = create_state_engine(bench.settings().state)
         with engine.connect() as connection:
             before = connection.execute(sa.select(schema.users).order_by(schema.users.c.key)).all()
-            runs_before = connection.execute(sa.select(sa.func.count()).select_from(schema.runs)).scalar()
+            runs_before = connection.execute(
+                sa.select(sa.func.count()).select_from(schema.runs)
+            ).scalar()
         writes = bench.writes()
 
         report = bench.sync(dry_run=True)
 
         with engine.connect() as connection:
             after = connection.execute(sa.select(schema.users).order_by(schema.users.c.key)).all()
-            runs_after = connection.execute(sa.select(sa.func.count()).select_from(schema.runs)).scalar()
+            runs_after = connection.execute(
+                sa.select(sa.func.count()).select_from(schema.runs)
+            ).scalar()
         engine.dispose()
         assert bench.writes() == writes
         assert after == before
@@ -190,7 +197,10 @@ class TestDryRun:
         assert report.counts["updated"] == 1
         assert report.counts["deactivated"] == 1
         assert {(c["action"], c["key"]) for c in report.changes} == {
-            ("create", "E0007"), ("update", "E0001"), ("deactivate", "E0006")}
+            ("create", "E0007"),
+            ("update", "E0001"),
+            ("deactivate", "E0006"),
+        }
 
 
 class TestOnly:

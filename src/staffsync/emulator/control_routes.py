@@ -41,6 +41,11 @@ async def get_stats(request: Request) -> JSONResponse:
     return JSONResponse(stats)
 
 
+async def list_write_requests(request: Request) -> JSONResponse:
+    """The last write requests received by the API, oldest first, with their JSON bodies."""
+    return JSONResponse(list(emulator_of(request).stats.writes))
+
+
 async def get_faults(request: Request) -> JSONResponse:
     """Return the current fault settings."""
     emulator = emulator_of(request)
@@ -83,6 +88,7 @@ def control_routes() -> list[Route]:
         Route("/__emulator/users", seed_user, methods=["POST"]),
         Route("/__emulator/groups", list_all_groups, methods=["GET"]),
         Route("/__emulator/stats", get_stats, methods=["GET"]),
+        Route("/__emulator/requests", list_write_requests, methods=["GET"]),
         Route("/__emulator/faults", get_faults, methods=["GET"]),
         Route("/__emulator/faults", set_faults, methods=["POST"]),
         Route("/__emulator/sign-in", sign_in, methods=["POST"]),

@@ -9,7 +9,8 @@ response thrown away before the connection is reset.
 
 from __future__ import annotations
 
-from collections import Counter
+import json
+from collections import Counter, deque
 from typing import TYPE_CHECKING, Any
 
 from starlette.routing import Match
@@ -42,6 +43,9 @@ no way to close a connection without a response.
 """
 
 TOKEN_PATH = "/oauth2/token"  # noqa: S105 - a URL path, not a secret
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+LOGGED_WRITES = 1000
+"""Write requests kept for ``GET /__emulator/requests``, newest last."""
 
 
 class RequestStats:
@@ -59,6 +63,7 @@ class RequestStats:
         self.dropped_before = 0
         self.dropped_after = 0
         self.errors_injected = 0
+        self.writes: deque[dict[str, Any]] = deque(maxlen=LOGGED_WRITES)
 
     def to_json(self) -> dict[str, Any]:
         """Return the counts in the form of ``GET /__emulator/stats``."""
@@ -95,7 +100,10 @@ class ApiGateway:
     async def _handle_api(self, scope: Scope, receive: Receive, send: Send) -> None:
         emulator = self.emulator
         stats = emulator.stats
-        stats.requests[f"{scope['method']} {self._route_template(scope)}"] += 1
+        route = self._route_template(scope)
+        stats.requests[f"{scope['method']} {route}"] += 1
+        if scope["method"] in WRITE_METHODS:
+            receive = _logging_receive(receive, stats.writes, scope, route)
         await emulator.faults.delay()
 
         verdict = emulator.faults.judge()
@@ -176,3 +184,27 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key.lower() == name:
             return str(value.decode("latin-1"))
     return None
+
+
+def _logging_receive(
+    receive: Receive, log: deque[dict[str, Any]], scope: Scope, route: str
+) -> Receive:
+    """Wrap ``receive`` so the request body is kept in ``log`` once it has been read."""
+    chunks: list[bytes] = []
+
+    async def wrapped() -> Message:
+        message = await receive()
+        if message["type"] == "http.request":
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                raw = b"".join(chunks)
+                try:
+                    body: Any = json.loads(raw) if raw else None
+                except ValueError:
+                    body = raw.decode("utf-8", "replace")
+                log.append(
+                    {"method": scope["method"], "path": scope["path"], "route": route, "body": body}
+                )
+        return message
+
+    return wrapped

@@ -77,16 +77,26 @@ def execute(client: StaffbaseClient, item: WorkItem) -> Outcome:
     raise ValueError(msg)
 
 
-def _body(item: WorkItem, *, status: str | None = None) -> tuple[dict[str, Any], bool]:
+def _flat_fields(item: WorkItem) -> tuple[dict[str, Any], bool]:
+    """Return the flat fields to send, with the manager's Staffbase id when it is known.
+
+    The second value tells whether the manager was included: a manager without a
+    Staffbase user yet is left out, and set by a later run.
+    """
     fields = dict(item.data.get("set") or {})
-    manager_sent = False
-    if item.data.get("set_manager"):
-        if item.data.get("manager_key") is None:
-            fields["manager"] = None
-            manager_sent = True
-        elif item.manager_id is not None:
-            fields["manager"] = item.manager_id
-            manager_sent = True
+    if not item.data.get("set_manager"):
+        return fields, False
+    if item.data.get("manager_key") is None:
+        fields["manager"] = None
+        return fields, True
+    if item.manager_id is not None:
+        fields["manager"] = item.manager_id
+        return fields, True
+    return fields, False
+
+
+def _body(item: WorkItem, *, status: str | None = None) -> tuple[dict[str, Any], bool]:
+    fields, manager_sent = _flat_fields(item)
     adopting = item.action == Action.CREATE or bool(item.data.get("adopt"))
     external_id = item.key if adopting else None
     send_mail = item.send_invitation if item.action == Action.CREATE else None
@@ -127,22 +137,23 @@ def _create(client: StaffbaseClient, item: WorkItem) -> Outcome:
 
 
 def _adopt(
-    client: StaffbaseClient, item: WorkItem, existing: dict[str, Any], *, created_by_us: bool = False
+    client: StaffbaseClient,
+    item: WorkItem,
+    existing: dict[str, Any],
+    *,
+    created_by_us: bool = False,
 ) -> Outcome:
     """Take over a user that already carries the key as externalID, fixing its fields."""
     current = read_user_fields(existing)
-    wanted, manager_sent = _body(item)
-    wanted_flat = dict(item.data.get("set") or {})
-    if manager_sent:
-        wanted_flat["manager"] = item.manager_id if item.data.get("manager_key") else None
-
-    differing = {name: value for name, value in wanted_flat.items() if current.get(name) != value}
+    wanted, manager_sent = _flat_fields(item)
+    differing = {name: value for name, value in wanted.items() if current.get(name) != value}
     user = existing
     if differing:
         user = client.update_user(existing["id"], build_user_body(differing))
     log.info("user_adopted", key=item.key, staffbase_id=existing["id"], fields=sorted(differing))
-    return Outcome(item, Action.CREATE, user=user, adopted=not created_by_us,
-                   manager_sent=manager_sent)
+    return Outcome(
+        item, Action.CREATE, user=user, adopted=not created_by_us, manager_sent=manager_sent
+    )
 
 
 def _update(client: StaffbaseClient, item: WorkItem) -> Outcome:

@@ -16,7 +16,7 @@ from collections import Counter, deque
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 import sqlalchemy as sa
 import structlog
@@ -43,7 +43,7 @@ PAGE = 200
 FLUSH_EVERY = 100
 FLUSH_SECONDS = 0.5
 
-ProgressCallback = "Callable[[int, int], None]"
+ProgressCallback: TypeAlias = "Callable[[int, int], None]"
 
 
 @dataclass
@@ -85,20 +85,32 @@ def apply_plan(
 
     _apply_state_only(connection, plan_id, now(), result, tracker)
     changes = schema.changes
-    phases = connection.execute(
-        sa.select(changes.c.phase).distinct()
-        .where(changes.c.plan_id == plan_id, changes.c.state == "planned",
-               changes.c.phase != Phase.STATE)
-        .order_by(changes.c.phase)
-    ).scalars().all()
+    phases = (
+        connection.execute(
+            sa.select(changes.c.phase)
+            .distinct()
+            .where(
+                changes.c.plan_id == plan_id,
+                changes.c.state == "planned",
+                changes.c.phase != Phase.STATE,
+            )
+            .order_by(changes.c.phase)
+        )
+        .scalars()
+        .all()
+    )
     memberships_pending = settings.mapping.groups is not None
     for phase in phases:
         if result.fatal or result.stopped:
             break
         if phase >= Phase.LEAVERS and memberships_pending:
-            result.group_failures = apply_group_memberships(connection, client, plan_id, now()).failed
+            result.group_failures = apply_group_memberships(
+                connection, client, plan_id, now()
+            ).failed
             memberships_pending = False
-        _PhaseRun(connection, client, settings, plan_id, phase, stop, lock, now, result, tracker).run()
+        _PhaseRun(
+            connection, client, settings, plan_id, phase, stop, lock, now, result, tracker
+        ).run()
     if memberships_pending and not (result.fatal or result.stopped):
         result.group_failures = apply_group_memberships(connection, client, plan_id, now()).failed
     return result
@@ -107,8 +119,11 @@ def apply_plan(
 def _count_planned(connection: sa.Connection, plan_id: str) -> int:
     changes = schema.changes
     return connection.execute(
-        sa.select(sa.func.count()).select_from(changes).where(
-            changes.c.plan_id == plan_id, changes.c.state == "planned",
+        sa.select(sa.func.count())
+        .select_from(changes)
+        .where(
+            changes.c.plan_id == plan_id,
+            changes.c.state == "planned",
             changes.c.action != Action.RECORD,
         )
     ).scalar_one()
@@ -135,8 +150,12 @@ def _apply_state_only(
     while True:
         rows = connection.execute(
             sa.select(changes.c.id, changes.c.seq, changes.c.key, changes.c.data)
-            .where(changes.c.plan_id == plan_id, changes.c.action == Action.RECORD,
-                   changes.c.state == "planned", changes.c.seq > last_seq)
+            .where(
+                changes.c.plan_id == plan_id,
+                changes.c.action == Action.RECORD,
+                changes.c.state == "planned",
+                changes.c.seq > last_seq,
+            )
             .order_by(changes.c.seq)
             .limit(PAGE * 10)
         ).all()
@@ -144,7 +163,8 @@ def _apply_state_only(
             return
         apply_records(connection, [(row.key, row.data["record"]) for row in rows], now)
         connection.execute(
-            sa.update(changes).where(changes.c.id.in_([row.id for row in rows]))
+            sa.update(changes)
+            .where(changes.c.id.in_([row.id for row in rows]))
             .values(state="done", outcome=Action.RECORD, updated_at=now)
         )
         connection.commit()
@@ -224,10 +244,20 @@ class _PhaseRun:
             return False
         changes = schema.changes
         rows = self.connection.execute(
-            sa.select(changes.c.id, changes.c.seq, changes.c.action, changes.c.key,
-                      changes.c.staffbase_id, changes.c.data)
-            .where(changes.c.plan_id == self.plan_id, changes.c.phase == self.phase,
-                   changes.c.state == "planned", changes.c.seq > self.last_seq)
+            sa.select(
+                changes.c.id,
+                changes.c.seq,
+                changes.c.action,
+                changes.c.key,
+                changes.c.staffbase_id,
+                changes.c.data,
+            )
+            .where(
+                changes.c.plan_id == self.plan_id,
+                changes.c.phase == self.phase,
+                changes.c.state == "planned",
+                changes.c.seq > self.last_seq,
+            )
             .order_by(changes.c.seq)
             .limit(PAGE)
         ).all()
@@ -241,16 +271,18 @@ class _PhaseRun:
             | {row.key for row in rows if row.staffbase_id is None}
         )
         for row in rows:
-            self.queue.append(WorkItem(
-                change_id=row.id,
-                action=row.action,
-                key=row.key,
-                staffbase_id=row.staffbase_id or staffbase_ids.get(row.key),
-                data=row.data,
-                manager_id=staffbase_ids.get(row.data.get("manager_key") or ""),
-                send_invitation=self.settings.staffbase.send_invitation,
-                verify_before_create=self.settings.staffbase.verify_before_create,
-            ))
+            self.queue.append(
+                WorkItem(
+                    change_id=row.id,
+                    action=row.action,
+                    key=row.key,
+                    staffbase_id=row.staffbase_id or staffbase_ids.get(row.key),
+                    data=row.data,
+                    manager_id=staffbase_ids.get(row.data.get("manager_key") or ""),
+                    send_invitation=self.settings.staffbase.send_invitation,
+                    verify_before_create=self.settings.staffbase.verify_before_create,
+                )
+            )
         mark_sent(self.connection, [row.id for row in rows], self.now())
         self.connection.commit()
         return True
@@ -273,10 +305,10 @@ class _PhaseRun:
             except FatalStaffbaseError as exc:
                 if self.result.fatal is None:
                     self.result.fatal = str(exc)
-                    log.error("run_aborted", reason=str(exc), key=item.key)
+                    log.error("run_aborted", reason=str(exc), key=item.key)  # noqa: TRY400 (the reason says it all)
                 # The request was refused as a whole, so nothing happened to this record.
                 self.queue.appendleft(item)
-            except Exception as exc:  # noqa: BLE001 (one broken record must not stop the run)
+            except Exception as exc:
                 log.exception("change_crashed", key=item.key, action=item.action)
                 self.outcomes.append(Outcome(item, "failed", message=f"internal error: {exc!r}"))
 
@@ -298,8 +330,12 @@ class _PhaseRun:
         for outcome in outcomes:
             if outcome.done == "failed":
                 self.result.failed += 1
-                log.warning("record_failed", key=outcome.item.key, action=outcome.item.action,
-                            error=outcome.message)
+                log.warning(
+                    "record_failed",
+                    key=outcome.item.key,
+                    action=outcome.item.action,
+                    error=outcome.message,
+                )
             elif outcome.done == "gone":
                 self.result.gone += 1
                 log.warning("user_gone", key=outcome.item.key, message=outcome.message)

@@ -125,7 +125,11 @@ def _group_ids(
         try:
             created = client.create_group(name, external_id=name)
         except OutcomeUnknown:
-            found = [g for g in client.iter_groups() if str(g.get("name", "")).casefold() == name.casefold()]
+            found = [
+                g
+                for g in client.iter_groups()
+                if str(g.get("name", "")).casefold() == name.casefold()
+            ]
             if not found:
                 _fail(result, failed_keys, adds[name], f"creating group {name!r} failed")
                 continue

@@ -85,8 +85,9 @@ def record_outcomes(connection: sa.Connection, outcomes: Sequence[Outcome], now:
     bump_state_version(connection)
 
 
-def apply_records(connection: sa.Connection, items: Iterable[tuple[str, dict[str, Any]]],
-                  now: datetime) -> int:
+def apply_records(
+    connection: sa.Connection, items: Iterable[tuple[str, dict[str, Any]]], now: datetime
+) -> int:
     """Apply state-only changes (new record hashes, lookup values); return how many."""
     users = schema.users
     rows = [
@@ -103,7 +104,9 @@ def apply_records(connection: sa.Connection, items: Iterable[tuple[str, dict[str
     if not rows:
         return 0
     connection.execute(
-        sa.update(users).where(users.c.key == sa.bindparam("k")).values(
+        sa.update(users)
+        .where(users.c.key == sa.bindparam("k"))
+        .values(
             record_hash=sa.bindparam("record_hash"),
             match_value=sa.bindparam("match_value"),
             email_key=sa.bindparam("email_key"),
@@ -136,7 +139,9 @@ def _record_one(
 
     staffbase_id = (outcome.user or {}).get("id") or item.staffbase_id
     connection.execute(
-        sa.update(changes).where(changes.c.id == item.change_id).values(
+        sa.update(changes)
+        .where(changes.c.id == item.change_id)
+        .values(
             state="failed" if outcome.done == "failed" else "done",
             outcome=outcome.done if outcome.done != "failed" else f"failed: {outcome.message}",
             staffbase_id=staffbase_id,
@@ -192,10 +197,16 @@ def _record_one(
         # An adopted user enters the state with what Staffbase held plus what was sent.
         baseline = item.data.get("baseline") or {}
         stored = {"fields": baseline.get("fields") or {}}
-        values.update(key=item.key, staffbase_id=item.staffbase_id, created_at=now,
-                      status=(outcome.user or {}).get("status") or baseline.get("status"),
-                      hr_active=True, left_at=None, groups=None,
-                      manager_key=baseline.get("manager_key"))
+        values.update(
+            key=item.key,
+            staffbase_id=item.staffbase_id,
+            created_at=now,
+            status=(outcome.user or {}).get("status") or baseline.get("status"),
+            hr_active=True,
+            left_at=None,
+            groups=None,
+            manager_key=baseline.get("manager_key"),
+        )
 
     merged = dict((stored or {}).get("fields") or {})
     merged.update(sent)
@@ -222,15 +233,17 @@ def _record_failure(
     upsert(
         connection,
         failures,
-        [{
-            "key": key,
-            "action": action,
-            "attempts": attempts,
-            "first_failed_at": previous.first_failed_at if previous else now,
-            "last_failed_at": now,
-            "next_attempt_at": now + delay,
-            "last_error": message[:2000],
-        }],
+        [
+            {
+                "key": key,
+                "action": action,
+                "attempts": attempts,
+                "first_failed_at": previous.first_failed_at if previous else now,
+                "last_failed_at": now,
+                "next_attempt_at": now + delay,
+                "last_error": message[:2000],
+            }
+        ],
         ["key"],
     )
 

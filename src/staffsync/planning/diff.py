@@ -51,8 +51,9 @@ def plan_for_desired(
     if state is None:
         if not active:
             return []
-        return _plan_create(key, data, record, manager_key if wants_manager else None,
-                            creating[key])
+        return _plan_create(
+            key, data, record, manager_key if wants_manager else None, creating[key]
+        )
 
     if not active:
         if state["hr_active"]:
@@ -64,7 +65,7 @@ def plan_for_desired(
     phase = Phase.PEOPLE
     if wants_manager and manager_key != state["manager_key"]:
         diff["manager"] = {"before": state["manager_key"], "after": manager_key}
-        if manager_key in creating:
+        if manager_key is not None and manager_key in creating:
             phase = Phase.after_manager(creating[manager_key])
 
     groups = data.get("groups")
@@ -85,12 +86,16 @@ def plan_for_desired(
     else:
         return _record_if_changed(key, state, record)
 
-    change = _change(action, phase, key, state["staffbase_id"], send, diff, record,
-                     manager_key, groups)
+    change = _change(
+        action, phase, key, state["staffbase_id"], send, diff, record, manager_key, groups
+    )
     if adopt:
         change.data["adopt"] = True
-        change.data["baseline"] = {"status": state["status"], "fields": state["fields"],
-                                   "manager_key": state["manager_key"]}
+        change.data["baseline"] = {
+            "status": state["status"],
+            "fields": state["fields"],
+            "manager_key": state["manager_key"],
+        }
     return [change]
 
 
@@ -109,8 +114,14 @@ def plan_for_leaver(
     everyone. A user already deactivated (by hand in the Studio) only gets recorded.
     """
     key, staffbase_id, status = state["key"], state["staffbase_id"], state["status"]
-    kept = dict(record or {"record_hash": None, "match_value": state.get("match_value"),
-                           "email_key": state.get("email_key")})
+    kept = dict(
+        record
+        or {
+            "record_hash": None,
+            "match_value": state.get("match_value"),
+            "email_key": state.get("email_key"),
+        }
+    )
     kept["hr_active"] = False
     data: dict[str, Any] = {"reason": reason, "known_status": status, "record": kept}
 
@@ -133,21 +144,34 @@ def _plan_create(
     wave: int,
 ) -> list[PlannedChange]:
     fields = dict(data["fields"])
-    diff = {name: {"before": None, "after": value} for name, value in fields.items() if value is not None}
+    diff = {
+        name: {"before": None, "after": value}
+        for name, value in fields.items()
+        if value is not None
+    }
     groups = data.get("groups")
     if groups:
         diff["groups"] = {"before": [], "after": sorted(groups)}
     if manager_key is not None:
         diff["manager"] = {"before": None, "after": manager_key}
 
-    return [PlannedChange(0, Phase.PEOPLE + wave, Action.CREATE, key, None, {
-        "set": {name: value for name, value in fields.items() if value is not None},
-        "manager_key": manager_key,
-        "set_manager": manager_key is not None,
-        "groups": groups,
-        "record": record,
-        "diff": diff,
-    })]
+    return [
+        PlannedChange(
+            0,
+            Phase.PEOPLE + wave,
+            Action.CREATE,
+            key,
+            None,
+            {
+                "set": {name: value for name, value in fields.items() if value is not None},
+                "manager_key": manager_key,
+                "set_manager": manager_key is not None,
+                "groups": groups,
+                "record": record,
+                "diff": diff,
+            },
+        )
+    ]
 
 
 def _change(
@@ -162,14 +186,21 @@ def _change(
     groups: list[str] | None,
 ) -> PlannedChange:
     set_manager = "manager" in diff
-    return PlannedChange(0, phase, action, key, staffbase_id, {
-        "set": send,
-        "manager_key": manager_key if set_manager else None,
-        "set_manager": set_manager,
-        "groups": groups if "groups" in diff else None,
-        "record": record,
-        "diff": diff,
-    })
+    return PlannedChange(
+        0,
+        phase,
+        action,
+        key,
+        staffbase_id,
+        {
+            "set": send,
+            "manager_key": manager_key if set_manager else None,
+            "set_manager": set_manager,
+            "groups": groups if "groups" in diff else None,
+            "record": record,
+            "diff": diff,
+        },
+    )
 
 
 def _record_if_changed(
@@ -183,8 +214,9 @@ def _record_if_changed(
         and state["hr_active"] == record["hr_active"]
     ):
         return []
-    return [PlannedChange(0, Phase.STATE, Action.RECORD, key, state["staffbase_id"],
-                          {"record": record})]
+    return [
+        PlannedChange(0, Phase.STATE, Action.RECORD, key, state["staffbase_id"], {"record": record})
+    ]
 
 
 def _field_diff(wanted: Mapping[str, Any], current: Mapping[str, Any]) -> dict[str, Any]:

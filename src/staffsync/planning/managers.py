@@ -68,7 +68,9 @@ class _Lookups:
         """Return every employee key each reference points at (several means ambiguous)."""
         found: dict[str, set[str]] = {}
         staging_column = self.staging.c.match_value if self.by_match_value else self.staging.c.key
-        baseline_column = self.baseline.c.match_value if self.by_match_value else self.baseline.c.key
+        baseline_column = (
+            self.baseline.c.match_value if self.by_match_value else self.baseline.c.key
+        )
 
         for batch in _batches(sorted(refs)):
             rows = self.connection.execute(
@@ -142,16 +144,25 @@ def resolve_managers(
     for candidate in candidates:
         keys = targets.get(candidate.ref, set())
         if not keys:
-            warn(candidate, f"manager {candidate.ref!r} is not in the export or the state;"
-                 " the person is synced without a manager")
+            warn(
+                candidate,
+                f"manager {candidate.ref!r} is not in the export or the state;"
+                " the person is synced without a manager",
+            )
             resolved[candidate.key] = None
         elif len(keys) > 1:
-            warn(candidate, f"manager reference {candidate.ref!r} matches several people"
-                 f" ({', '.join(sorted(keys))}); the person is synced without a manager")
+            warn(
+                candidate,
+                f"manager reference {candidate.ref!r} matches several people"
+                f" ({', '.join(sorted(keys))}); the person is synced without a manager",
+            )
             resolved[candidate.key] = None
         elif candidate.key in keys:
-            warn(candidate, "the record names the person as their own manager;"
-                 " the person is synced without a manager")
+            warn(
+                candidate,
+                "the record names the person as their own manager;"
+                " the person is synced without a manager",
+            )
             resolved[candidate.key] = None
         else:
             resolved[candidate.key] = next(iter(keys))
@@ -161,15 +172,16 @@ def resolve_managers(
     by_key = {c.key: c for c in candidates}
     for key, path in cycles.items():
         chain = " -> ".join(f"{k} (line {lines[k]})" if k in lines else k for k in path)
-        warn(by_key[key], f"manager references form a cycle: {chain} -> {key};"
-             " the person is synced without a manager")
+        warn(
+            by_key[key],
+            f"manager references form a cycle: {chain} -> {key};"
+            " the person is synced without a manager",
+        )
         resolved[key] = None
     return resolved, warnings
 
 
-def _find_cycles(
-    resolved: dict[str, str | None], lookups: _Lookups
-) -> dict[str, list[str]]:
+def _find_cycles(resolved: dict[str, str | None], lookups: _Lookups) -> dict[str, list[str]]:
     """Return, for each changed person whose manager chain leads back to them, that chain.
 
     Chains are walked on the graph as it will be after this run: the new manager of each
@@ -177,6 +189,7 @@ def _find_cycles(
     that the stored managers they need are fetched in one query per step; a person whose
     chain is known to end without a cycle is remembered, so no chain is walked twice.
     """
+
     def parent(key: str) -> str | None:
         return resolved[key] if key in resolved else lookups.parents.get(key)
 

@@ -13,16 +13,15 @@ import hashlib
 import json
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 import structlog
 
-from staffsync.mapping import DesiredUser, RecordMapper
 from staffsync.planning.diff import plan_for_desired, plan_for_leaver
 from staffsync.planning.managers import ManagerCandidate, resolve_managers
 from staffsync.planning.model import Action, Phase, PlannedChange
-from staffsync.planning.remote import RemoteTables
 from staffsync.planning.staging import (
     StagingTables,
     decode_values,
@@ -37,6 +36,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from datetime import datetime
 
+    from staffsync.mapping import DesiredUser, RecordMapper
+    from staffsync.planning.remote import RemoteTables
     from staffsync.settings import Settings
     from staffsync.sources.base import Source
 
@@ -115,8 +116,16 @@ class Plan:
     @property
     def writes(self) -> int:
         """Planned changes that send requests to Staffbase."""
-        return sum(self.counts[a] for a in (Action.CREATE, Action.UPDATE, Action.REACTIVATE,
-                                            Action.DEACTIVATE, Action.DELETE))
+        return sum(
+            self.counts[a]
+            for a in (
+                Action.CREATE,
+                Action.UPDATE,
+                Action.REACTIVATE,
+                Action.DEACTIVATE,
+                Action.DELETE,
+            )
+        )
 
     def iter_changes(self, *, include_state_only: bool = False) -> Iterator[PlannedChange]:
         """Yield the planned changes in the order they would be applied."""
@@ -285,8 +294,15 @@ class _Planner:
             values = item.values
             key = clean_key(values[0])
             if key is None:
-                self._reject(RecordIssue(item.line, None, fields[0], _shown(values[0]),
-                                         "the employee key is empty; the row is skipped"))
+                self._reject(
+                    RecordIssue(
+                        item.line,
+                        None,
+                        fields[0],
+                        _shown(values[0]),
+                        "the employee key is empty; the row is skipped",
+                    )
+                )
                 continue
             payload = encode_values(values)
             digest = record_hash(payload, salt)
@@ -312,35 +328,53 @@ class _Planner:
     def reject_duplicate_keys(self) -> None:
         """Reject every row of a key that appears on several rows, and leave that person be."""
         staging = self.tables.staging
-        duplicates = self.connection.execute(
-            sa.select(staging.c.key).group_by(staging.c.key).having(sa.func.count() > 1)
-        ).scalars().all()
+        duplicates = (
+            self.connection.execute(
+                sa.select(staging.c.key).group_by(staging.c.key).having(sa.func.count() > 1)
+            )
+            .scalars()
+            .all()
+        )
         if not duplicates:
             return
 
         key_field = self.mapper.source_fields[0]
         for key in duplicates:
-            lines = self.connection.execute(
-                sa.select(staging.c.line).where(staging.c.key == key).order_by(staging.c.line)
-            ).scalars().all()
+            lines = (
+                self.connection.execute(
+                    sa.select(staging.c.line).where(staging.c.key == key).order_by(staging.c.line)
+                )
+                .scalars()
+                .all()
+            )
             listed = ", ".join(str(line) for line in lines)
             for line in lines:
-                self._reject(RecordIssue(
-                    line, key, key_field, key,
-                    f"employee key {key!r} appears on lines {listed}; every one of these rows"
-                    " is rejected and the person is left as they are until the export lists"
-                    " them once",
-                ))
+                self._reject(
+                    RecordIssue(
+                        line,
+                        key,
+                        key_field,
+                        key,
+                        f"employee key {key!r} appears on lines {listed}; every one of these rows"
+                        " is rejected and the person is left as they are until the export lists"
+                        " them once",
+                    )
+                )
             self.connection.execute(
                 sa.update(staging).where(staging.c.key == key).values(rejected=True)
             )
 
     def map_changed_records(self) -> None:
         """Map the records that are new or whose raw values differ from the last run's."""
-        staging, baseline, desired = self.tables.staging, self.baseline, self.tables.desired
+        staging, baseline = self.tables.staging, self.baseline
         query = (
-            sa.select(staging.c.line, staging.c.key, staging.c.payload, staging.c.record_hash,
-                      staging.c.match_value)
+            sa.select(
+                staging.c.line,
+                staging.c.key,
+                staging.c.payload,
+                staging.c.record_hash,
+                staging.c.match_value,
+            )
             .select_from(staging.outerjoin(baseline, baseline.c.key == staging.c.key))
             .where(
                 sa.not_(staging.c.rejected),
@@ -386,7 +420,8 @@ class _Planner:
     def _insert_desired(self, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
         if rows:
             self.connection.execute(
-                sa.insert(self.tables.desired), [dict(zip(columns, row, strict=True)) for row in rows]
+                sa.insert(self.tables.desired),
+                [dict(zip(columns, row, strict=True)) for row in rows],
             )
 
     def reject_duplicate_emails(self) -> None:
@@ -411,29 +446,48 @@ class _Planner:
 
         # A changed record against an unchanged one that keeps its address.
         unchanged_holder = (
-            sa.select(desired.c.email_key, desired.c.key, desired.c.line,
-                      baseline.c.key.label("other_key"), staging.c.line.label("other_line"))
+            sa.select(
+                desired.c.email_key,
+                desired.c.key,
+                desired.c.line,
+                baseline.c.key.label("other_key"),
+                staging.c.line.label("other_line"),
+            )
             .select_from(
-                desired.join(baseline, sa.and_(baseline.c.email_key == desired.c.email_key,
-                                               baseline.c.key != desired.c.key))
-                .join(staging, sa.and_(staging.c.key == baseline.c.key, sa.not_(staging.c.rejected)))
+                desired.join(
+                    baseline,
+                    sa.and_(
+                        baseline.c.email_key == desired.c.email_key, baseline.c.key != desired.c.key
+                    ),
+                ).join(
+                    staging, sa.and_(staging.c.key == baseline.c.key, sa.not_(staging.c.rejected))
+                )
             )
             .where(
                 desired.c.active,
                 ~sa.exists().where(desired.c.key == baseline.c.key).correlate(baseline),
             )
         )
-        for email_key, key, line, other_key, other_line in self.connection.execute(unchanged_holder):
+        for email_key, key, line, other_key, other_line in self.connection.execute(
+            unchanged_holder
+        ):
             clashes.setdefault(email_key, set()).update({(key, line), (other_key, other_line)})
 
         for email_key, holders in clashes.items():
-            listed = ", ".join(f"{key} (line {line})" for key, line in sorted(holders, key=lambda h: h[1]))
+            listed = ", ".join(
+                f"{key} (line {line})" for key, line in sorted(holders, key=lambda h: h[1])
+            )
             for key, line in holders:
-                self._reject(RecordIssue(
-                    line, key, email_field, email_key,
-                    f"e-mail {email_key!r} is used by several people: {listed}; these rows"
-                    " are rejected and the people are left as they are",
-                ))
+                self._reject(
+                    RecordIssue(
+                        line,
+                        key,
+                        email_field,
+                        email_key,
+                        f"e-mail {email_key!r} is used by several people: {listed}; these rows"
+                        " are rejected and the people are left as they are",
+                    )
+                )
             keys = [key for key, _ in holders]
             self.connection.execute(
                 sa.update(desired).where(desired.c.key.in_(keys)).values(rejected=True)
@@ -454,7 +508,10 @@ class _Planner:
             return
 
         resolved, warnings = resolve_managers(
-            self.connection, self.tables, self.baseline, candidates,
+            self.connection,
+            self.tables,
+            self.baseline,
+            candidates,
             manager_field=self.settings.mapping.fields.get("manager", "manager"),
             by_match_value=self.by_match_value,
         )
@@ -462,9 +519,10 @@ class _Planner:
         updates = [{"k": key, "m": manager} for key, manager in resolved.items()]
         for start in range(0, len(updates), MAP_BATCH):
             self.connection.execute(
-                sa.update(desired).where(desired.c.key == sa.bindparam("k"))
+                sa.update(desired)
+                .where(desired.c.key == sa.bindparam("k"))
                 .values(manager_key=sa.bindparam("m")),
-                updates[start:start + MAP_BATCH],
+                updates[start : start + MAP_BATCH],
             )
 
     def adopt_by_email(self) -> None:
@@ -476,32 +534,44 @@ class _Planner:
         """
         assert self.remote is not None
         desired, remote, unkeyed = self.tables.desired, self.remote.remote, self.remote.unkeyed
-        matches = self.connection.execute(
-            sa.select(desired.c.key, unkeyed)
-            .select_from(
-                desired.join(unkeyed, unkeyed.c.email_key == desired.c.email_key)
-                .outerjoin(remote, remote.c.key == desired.c.key)
+        matches = (
+            self.connection.execute(
+                sa.select(desired.c.key, unkeyed)
+                .select_from(
+                    desired.join(unkeyed, unkeyed.c.email_key == desired.c.email_key).outerjoin(
+                        remote, remote.c.key == desired.c.key
+                    )
+                )
+                .where(
+                    remote.c.key.is_(None),
+                    desired.c.active,
+                    sa.not_(desired.c.rejected),
+                    unkeyed.c.adopted_by.is_(None),
+                )
             )
-            .where(remote.c.key.is_(None), desired.c.active, sa.not_(desired.c.rejected),
-                   unkeyed.c.adopted_by.is_(None))
-        ).mappings().all()
+            .mappings()
+            .all()
+        )
 
         rows = []
         for match in matches:
-            rows.append({
-                "key": match["key"],
-                "staffbase_id": match["staffbase_id"],
-                "status": match["status"],
-                "hr_active": match["status"] in ("pending", "activated"),
-                "fields": match["fields"],
-                "email_key": match["email_key"],
-                "manager_staffbase_id": match["manager_staffbase_id"],
-                "adopt": True,
-                "created_at": self.options.now,
-                "updated_at": self.options.now,
-            })
+            rows.append(
+                {
+                    "key": match["key"],
+                    "staffbase_id": match["staffbase_id"],
+                    "status": match["status"],
+                    "hr_active": match["status"] in ("pending", "activated"),
+                    "fields": match["fields"],
+                    "email_key": match["email_key"],
+                    "manager_staffbase_id": match["manager_staffbase_id"],
+                    "adopt": True,
+                    "created_at": self.options.now,
+                    "updated_at": self.options.now,
+                }
+            )
             self.connection.execute(
-                sa.update(unkeyed).where(unkeyed.c.staffbase_id == match["staffbase_id"])
+                sa.update(unkeyed)
+                .where(unkeyed.c.staffbase_id == match["staffbase_id"])
                 .values(adopted_by=match["key"])
             )
         if rows:
@@ -517,49 +587,72 @@ class _Planner:
         assert self.remote is not None
         remote, unkeyed, staging = self.remote.remote, self.remote.unkeyed, self.tables.staging
         keyed = self.connection.execute(
-            sa.select(remote.c.key, remote.c.staffbase_id, remote.c.status, remote.c.fields)
-            .where(sa.not_(remote.c.managed), sa.not_(remote.c.adopt),
-                   ~sa.exists().where(staging.c.key == remote.c.key))
+            sa.select(remote.c.key, remote.c.staffbase_id, remote.c.status, remote.c.fields).where(
+                sa.not_(remote.c.managed),
+                sa.not_(remote.c.adopt),
+                ~sa.exists().where(staging.c.key == remote.c.key),
+            )
         ).all()
         loose = self.connection.execute(
-            sa.select(sa.null(), unkeyed.c.staffbase_id, unkeyed.c.status, unkeyed.c.fields)
-            .where(unkeyed.c.adopted_by.is_(None))
+            sa.select(sa.null(), unkeyed.c.staffbase_id, unkeyed.c.status, unkeyed.c.fields).where(
+                unkeyed.c.adopted_by.is_(None)
+            )
         ).all()
 
         deactivate = self.settings.policy.orphans == "deactivate"
         for external_id, staffbase_id, status, fields in [*keyed, *loose]:
             acted = deactivate and status == "activated"
-            self.orphans.append({
-                "staffbase_id": staffbase_id,
-                "external_id": external_id,
-                "email": (fields or {}).get("email"),
-                "status": status,
-                "action": "deactivate" if acted else "none",
-            })
+            self.orphans.append(
+                {
+                    "staffbase_id": staffbase_id,
+                    "external_id": external_id,
+                    "email": (fields or {}).get("email"),
+                    "status": status,
+                    "action": "deactivate" if acted else "none",
+                }
+            )
             if acted:
-                self._add(PlannedChange(0, Phase.LEAVERS, Action.DEACTIVATE,
-                                        external_id or staffbase_id, staffbase_id, {
-                    "reason": "orphan", "known_status": status, "record": None,
-                    "orphan": True,
-                    "diff": {"status": {"before": status, "after": "deactivated"}},
-                }))
+                self._add(
+                    PlannedChange(
+                        0,
+                        Phase.LEAVERS,
+                        Action.DEACTIVATE,
+                        external_id or staffbase_id,
+                        staffbase_id,
+                        {
+                            "reason": "orphan",
+                            "known_status": status,
+                            "record": None,
+                            "orphan": True,
+                            "diff": {"status": {"before": status, "after": "deactivated"}},
+                        },
+                    )
+                )
 
     # -- producing changes -------------------------------------------------------------
 
     def plan_present_people(self) -> None:
         """Plan creates, updates, reactivations and status deactivations for changed records."""
         desired, baseline = self.tables.desired, self.baseline
-        creating = creation_waves(dict(self.connection.execute(
-            sa.select(desired.c.key, desired.c.manager_key)
-            .select_from(desired.outerjoin(baseline, baseline.c.key == desired.c.key))
-            .where(baseline.c.key.is_(None), desired.c.active, sa.not_(desired.c.rejected))
-        ).all()))
-        rows = self.connection.execute(
-            sa.select(desired, baseline)
-            .select_from(desired.outerjoin(baseline, baseline.c.key == desired.c.key))
-            .where(sa.not_(desired.c.rejected))
-            .order_by(desired.c.line)
-        ).mappings().all()
+        creating = creation_waves(
+            dict(
+                self.connection.execute(
+                    sa.select(desired.c.key, desired.c.manager_key)
+                    .select_from(desired.outerjoin(baseline, baseline.c.key == desired.c.key))
+                    .where(baseline.c.key.is_(None), desired.c.active, sa.not_(desired.c.rejected))
+                ).all()
+            )
+        )
+        rows = (
+            self.connection.execute(
+                sa.select(desired, baseline)
+                .select_from(desired.outerjoin(baseline, baseline.c.key == desired.c.key))
+                .where(sa.not_(desired.c.rejected))
+                .order_by(desired.c.line)
+            )
+            .mappings()
+            .all()
+        )
 
         for row in rows:
             state = None if row[baseline.c.key] is None else _state_of(row, baseline)
@@ -598,7 +691,9 @@ class _Planner:
         if self.unidentified and leavers:
             # A row whose key could not be read may belong to any of these people.
             self.leavers_withheld = len(leavers)
-            log.warning("leavers_withheld", leavers=len(leavers), unidentified_rows=self.unidentified)
+            log.warning(
+                "leavers_withheld", leavers=len(leavers), unidentified_rows=self.unidentified
+            )
             return
 
         for row in leavers:
@@ -624,8 +719,6 @@ class _Planner:
         days = self.settings.policy.delete_after_days
         if days == 0:
             return
-        from datetime import timedelta
-
         baseline, desired = self.baseline, self.tables.desired
         cutoff = self.options.now - timedelta(days=days)
         query = sa.select(baseline).where(
@@ -639,10 +732,19 @@ class _Planner:
         for row in self.connection.execute(query).mappings().all():
             if row["key"] in self.deferred:
                 continue
-            self._add(PlannedChange(0, Phase.LEAVERS, Action.DELETE, row["key"],
-                                    row["staffbase_id"],
-                                    {"reason": "expired", "diff": {"status": {
-                                        "before": row["status"], "after": "deleted"}}}))
+            self._add(
+                PlannedChange(
+                    0,
+                    Phase.LEAVERS,
+                    Action.DELETE,
+                    row["key"],
+                    row["staffbase_id"],
+                    {
+                        "reason": "expired",
+                        "diff": {"status": {"before": row["status"], "after": "deleted"}},
+                    },
+                )
+            )
 
     def _add(self, change: PlannedChange) -> None:
         self.seq += 1
@@ -650,8 +752,9 @@ class _Planner:
         self.counts[change.action] += 1
         if change.action == Action.DELETE and change.data.get("reason") in ("absent", "inactive"):
             self.counts["delete_leaver"] += 1
-        self.plan_rows.append((change.seq, change.phase, change.action, change.key,
-                               change.staffbase_id, change.data))
+        self.plan_rows.append(
+            (change.seq, change.phase, change.action, change.key, change.staffbase_id, change.data)
+        )
         if len(self.plan_rows) >= MAP_BATCH:
             self._flush_plan()
 
@@ -674,17 +777,21 @@ class _Planner:
         if self.remote is not None or self.options.only_keys is not None:
             return {}
         failures = schema.failures
-        rows = self.connection.execute(
-            sa.select(failures).where(failures.c.next_attempt_at > self.options.now)
-        ).mappings().all()
+        rows = (
+            self.connection.execute(
+                sa.select(failures).where(failures.c.next_attempt_at > self.options.now)
+            )
+            .mappings()
+            .all()
+        )
         return {row["key"]: dict(row) for row in rows}
 
     def result(self) -> Plan:
         self._flush_plan()
         active_synced = self.connection.execute(
-            sa.select(sa.func.count()).select_from(self.baseline).where(
-                self.baseline.c.hr_active, self.baseline.c.status.in_(("pending", "activated"))
-            )
+            sa.select(sa.func.count())
+            .select_from(self.baseline)
+            .where(self.baseline.c.hr_active, self.baseline.c.status.in_(("pending", "activated")))
         ).scalar_one()
         state_version = _read_state_version(self.connection)
         deferred = [

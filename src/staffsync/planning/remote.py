@@ -103,14 +103,29 @@ def load_remote_users(
         email_key = email.casefold() if email else None
         external_id = user.get("externalID") or None
         if external_id is None:
-            unkeyed.append({"staffbase_id": user["id"], "status": user.get("status") or "pending",
-                            "email_key": email_key, "fields": fields,
-                            "manager_staffbase_id": manager})
+            unkeyed.append(
+                {
+                    "staffbase_id": user["id"],
+                    "status": user.get("status") or "pending",
+                    "email_key": email_key,
+                    "fields": fields,
+                    "manager_staffbase_id": manager,
+                }
+            )
         else:
-            keyed.append({"key": external_id, "staffbase_id": user["id"],
-                          "status": user.get("status") or "pending", "hr_active": False,
-                          "fields": fields, "email_key": email_key,
-                          "manager_staffbase_id": manager, "created_at": now, "updated_at": now})
+            keyed.append(
+                {
+                    "key": external_id,
+                    "staffbase_id": user["id"],
+                    "status": user.get("status") or "pending",
+                    "hr_active": False,
+                    "fields": fields,
+                    "email_key": email_key,
+                    "manager_staffbase_id": manager,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
         if len(keyed) >= BATCH:
             connection.execute(sa.insert(tables.remote), keyed)
             keyed = []
@@ -151,10 +166,10 @@ def _link_state(connection: sa.Connection, tables: RemoteTables) -> None:
             left_at=sa.select(users.c.left_at).where(users.c.key == remote.c.key).scalar_subquery(),
             groups=sa.select(users.c.groups).where(users.c.key == remote.c.key).scalar_subquery(),
             match_value=sa.select(users.c.match_value)
-            .where(users.c.key == remote.c.key).scalar_subquery(),
+            .where(users.c.key == remote.c.key)
+            .scalar_subquery(),
         )
     )
-
 
 
 def rebuild_state(connection: sa.Connection, tables: RemoteTables, staging: sa.Table) -> int:

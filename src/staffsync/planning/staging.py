@@ -41,7 +41,7 @@ def encode_values(values: Sequence[RawValue]) -> str:
     """
     if all(type(v) is str and FIELD_SEPARATOR not in v and JSON_MARKER not in v for v in values):
         return FIELD_SEPARATOR.join(values)  # type: ignore[arg-type]
-    encoded = [{} if isinstance(v, Missing) else v for v in values]
+    encoded: list[object] = [{} if isinstance(v, Missing) else v for v in values]
     return JSON_MARKER + json.dumps(encoded, ensure_ascii=False, separators=(",", ":"))
 
 
@@ -117,7 +117,10 @@ class StagingTables:
 
 
 def insert_rows(
-    connection: sa.Connection, table: sa.Table, columns: Sequence[str], rows: Iterable[tuple[Any, ...]]
+    connection: sa.Connection,
+    table: sa.Table,
+    columns: Sequence[str],
+    rows: Iterable[tuple[Any, ...]],
 ) -> None:
     """Insert many rows fast: COPY on PostgreSQL, one prepared executemany on SQLite."""
     rows = list(rows)
@@ -128,9 +131,10 @@ def insert_rows(
         raw = connection.connection.driver_connection
         assert raw is not None
         column_list = ", ".join(columns)
-        with raw.cursor() as cursor, cursor.copy(
-            f"COPY {table.name} ({column_list}) FROM STDIN"  # noqa: S608 (fixed names)
-        ) as copy:
+        with (
+            raw.cursor() as cursor,
+            cursor.copy(f"COPY {table.name} ({column_list}) FROM STDIN") as copy,
+        ):
             for row in rows:
                 copy.write_row(row)
         return

@@ -42,17 +42,27 @@ def fill_report_from_plan(report: RunReport, plan: Plan, *, source_location: str
     }
     report.counts["rejected"] = plan.rejected.total
     report.counts["unchanged"] = plan.unchanged
-    report.rejected = [issue.as_report() | {"file": source_location} for issue in plan.rejected.items]
-    report.warnings = [issue.as_report() | {"file": source_location} for issue in plan.warnings.items]
+    report.rejected = [
+        issue.as_report() | {"file": source_location} for issue in plan.rejected.items
+    ]
+    report.warnings = [
+        issue.as_report() | {"file": source_location} for issue in plan.warnings.items
+    ]
     if plan.leavers_withheld:
-        report.warnings.append({
-            "line": None, "key": None, "field": None, "value": None, "file": source_location,
-            "message": (
-                f"{plan.leavers_withheld} people missing from the export were not deactivated,"
-                " because some rows could not be read and may be theirs; fix the rejected"
-                " rows to let leavers go"
-            ),
-        })
+        report.warnings.append(
+            {
+                "line": None,
+                "key": None,
+                "field": None,
+                "value": None,
+                "file": source_location,
+                "message": (
+                    f"{plan.leavers_withheld} people missing from the export were not deactivated,"
+                    " because some rows could not be read and may be theirs; fix the rejected"
+                    " rows to let leavers go"
+                ),
+            }
+        )
     if plan.rejected.total > len(plan.rejected.items):
         report.totals["rejected"] = plan.rejected.total
     if plan.warnings.total > len(plan.warnings.items):
@@ -84,35 +94,47 @@ def store_plan(
     """Store ``plan`` and its changes; earlier held plans are superseded by it."""
     plans, changes = schema.plans, schema.changes
     connection.execute(
-        sa.update(plans).where(plans.c.status == "held").values(status="superseded", finished_at=now)
+        sa.update(plans)
+        .where(plans.c.status == "held")
+        .values(status="superseded", finished_at=now)
     )
-    connection.execute(sa.insert(plans).values(
-        id=plan_id,
-        run_id=run_id,
-        mode=mode,
-        status="held" if hold_reason else "applying",
-        reason=hold_reason,
-        source_fingerprint=plan.source_fingerprint,
-        state_version=plan.state_version,
-        only_keys=list(only_keys) or None,
-        counts=planned_counts(plan),
-        report={
-            "source": report.source,
-            "counts": dict(report.counts),
-            "rejected": report.rejected,
-            "warnings": report.warnings,
-            "orphans": report.orphans,
-            "totals": report.totals,
-        },
-        created_at=now,
-    ))
+    connection.execute(
+        sa.insert(plans).values(
+            id=plan_id,
+            run_id=run_id,
+            mode=mode,
+            status="held" if hold_reason else "applying",
+            reason=hold_reason,
+            source_fingerprint=plan.source_fingerprint,
+            state_version=plan.state_version,
+            only_keys=list(only_keys) or None,
+            counts=planned_counts(plan),
+            report={
+                "source": report.source,
+                "counts": dict(report.counts),
+                "rejected": report.rejected,
+                "warnings": report.warnings,
+                "orphans": report.orphans,
+                "totals": report.totals,
+            },
+            created_at=now,
+        )
+    )
 
     temp = plan.tables.plan
     connection.execute(
         sa.insert(changes).from_select(
             ["plan_id", "seq", "phase", "action", "key", "staffbase_id", "data", "state"],
-            sa.select(sa.literal(plan_id), temp.c.seq, temp.c.phase, temp.c.action, temp.c.key,
-                      temp.c.staffbase_id, temp.c.data, sa.literal("planned")),
+            sa.select(
+                sa.literal(plan_id),
+                temp.c.seq,
+                temp.c.phase,
+                temp.c.action,
+                temp.c.key,
+                temp.c.staffbase_id,
+                temp.c.data,
+                sa.literal("planned"),
+            ),
         )
     )
 
@@ -193,10 +215,19 @@ def iter_applied_changes(connection: sa.Connection, plan_id: str) -> Iterator[di
     last_seq = -1
     while True:
         rows = connection.execute(
-            sa.select(changes.c.seq, changes.c.key, changes.c.staffbase_id, changes.c.data,
-                      changes.c.outcome)
-            .where(changes.c.plan_id == plan_id, changes.c.state == "done",
-                   changes.c.action != Action.RECORD, changes.c.seq > last_seq)
+            sa.select(
+                changes.c.seq,
+                changes.c.key,
+                changes.c.staffbase_id,
+                changes.c.data,
+                changes.c.outcome,
+            )
+            .where(
+                changes.c.plan_id == plan_id,
+                changes.c.state == "done",
+                changes.c.action != Action.RECORD,
+                changes.c.seq > last_seq,
+            )
             .order_by(changes.c.seq)
             .limit(1000)
         ).all()
@@ -204,8 +235,12 @@ def iter_applied_changes(connection: sa.Connection, plan_id: str) -> Iterator[di
             return
         for row in rows:
             if row.outcome in PAST_TENSE:
-                entry = {"action": row.outcome, "key": row.key, "staffbase_id": row.staffbase_id,
-                         "fields": row.data.get("diff", {})}
+                entry = {
+                    "action": row.outcome,
+                    "key": row.key,
+                    "staffbase_id": row.staffbase_id,
+                    "fields": row.data.get("diff", {}),
+                }
                 if reason := row.data.get("reason"):
                     entry["reason"] = reason
                 yield entry

@@ -32,7 +32,9 @@ def state_url(settings: StateSettings) -> sa.URL:
         raise StateDatabaseError(msg) from None
 
     if url.get_backend_name() not in ("sqlite", "postgresql"):
-        msg = f"[state] url uses {url.get_backend_name()!r}; staffsync supports sqlite and postgresql"
+        msg = (
+            f"[state] url uses {url.get_backend_name()!r}; staffsync supports sqlite and postgresql"
+        )
         raise StateDatabaseError(msg)
     if url.get_backend_name() == "postgresql" and url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg")

@@ -124,9 +124,12 @@ def _advisory_lock(
     connection = engine.connect()
     try:
         # The application name lets a waiting process name the holder from pg_stat_activity.
-        connection.execute(sa.text("SELECT set_config('application_name', :name, false)"), {
-            "name": f"staffsync {holder}"[:63],
-        })
+        connection.execute(
+            sa.text("SELECT set_config('application_name', :name, false)"),
+            {
+                "name": f"staffsync {holder}"[:63],
+            },
+        )
         while not connection.execute(
             sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": RUN_LOCK_KEY}
         ).scalar_one():
@@ -158,4 +161,6 @@ def _advisory_holder(connection: sa.Connection) -> str:
     connection.rollback()
     if row is None:
         return "a session that has just released it"
-    return f"{row.application_name or 'an unnamed session'} from {row.client_addr or 'local socket'}"
+    return (
+        f"{row.application_name or 'an unnamed session'} from {row.client_addr or 'local socket'}"
+    )

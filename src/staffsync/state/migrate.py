@@ -57,7 +57,9 @@ def current_revision(engine: sa.Engine) -> str | None:
 def _migration_lock(engine: sa.Engine) -> Iterator[sa.Connection]:
     """Hold a lock that makes concurrent upgrades (two replicas starting) take turns."""
     if is_sqlite(engine.url):
-        lock_path = sqlite_path(engine.url).with_name(sqlite_path(engine.url).name + ".migrate.lock")
+        lock_path = sqlite_path(engine.url).with_name(
+            sqlite_path(engine.url).name + ".migrate.lock"
+        )
         with FileLock(lock_path), engine.connect() as connection:
             yield connection
         return

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
+
+    import sqlalchemy as sa
 
 __all__ = ["upsert"]
 
@@ -34,9 +35,7 @@ def upsert(
     for start in range(0, len(rows), CHUNK_ROWS):
         chunk = rows[start : start + CHUNK_ROWS]
         statement = insert(table).values(list(chunk))
-        updated = {
-            name: statement.excluded[name] for name in chunk[0] if name not in key_columns
-        }
+        updated = {name: statement.excluded[name] for name in chunk[0] if name not in key_columns}
         if updated:
             statement = statement.on_conflict_do_update(index_elements=key_columns, set_=updated)
         else:

@@ -24,7 +24,9 @@ def upgrade() -> None:
         sa.Column("key", sa.Text, primary_key=True),
         sa.Column("staffbase_id", sa.Text, nullable=False),
         sa.Column("status", sa.Text, nullable=False),
-        sa.Column("hr_active", sa.Boolean(create_constraint=True, name="hr_active_bool"), nullable=False),
+        sa.Column(
+            "hr_active", sa.Boolean(create_constraint=True, name="hr_active_bool"), nullable=False
+        ),
         sa.Column("fields", sa.JSON, nullable=False),
         sa.Column("manager_key", sa.Text, nullable=True),
         sa.Column("groups", sa.JSON, nullable=True),
@@ -46,7 +48,9 @@ def upgrade() -> None:
         "runs",
         sa.Column("id", sa.Text, primary_key=True),
         sa.Column("mode", sa.Text, nullable=False),
-        sa.Column("dry_run", sa.Boolean(create_constraint=True, name="dry_run_bool"), nullable=False),
+        sa.Column(
+            "dry_run", sa.Boolean(create_constraint=True, name="dry_run_bool"), nullable=False
+        ),
         sa.Column("trigger", sa.Text, nullable=False),
         sa.Column("status", sa.Text, nullable=False),
         sa.Column("started_at", UTCDateTime, nullable=False),
@@ -76,9 +80,7 @@ def upgrade() -> None:
 
     op.create_table(
         "changes",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
         sa.Column("plan_id", sa.Text, nullable=False),
         sa.Column("seq", sa.BigInteger, nullable=False),
         sa.Column("phase", sa.Integer, nullable=False),
