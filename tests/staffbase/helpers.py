@@ -63,7 +63,7 @@ def refused_url() -> str:
 
 
 class StubTokenEndpoint:
-    """A bare token endpoint on 127.0.0.1 that answers each POST with the next canned reply.
+    """A bare token endpoint on 127.0.0.1 that returns the next canned reply to each POST.
 
     It records every request's headers and form body so that tests can check what the
     client sent. Use it as a context manager.

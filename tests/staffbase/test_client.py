@@ -368,7 +368,7 @@ class TestServerErrors:
     ) -> None:
         """With dropped connections, creates either succeed or report an unknown outcome.
 
-        A create is never sent again blindly: had it been, the emulator would answer
+        A create is never sent again blindly: had it been, the emulator would reject
         the second copy with a duplicate-externalID conflict.
         """
         control.faults(drop_rate=0.4)

@@ -1,7 +1,7 @@
 """Tests for turning failed responses and transport errors into the error taxonomy.
 
-Most cases also happen end to end against the emulator in ``test_client.py``; the ones
-here (403, redirects, undocumented duplicate reports) are ones the emulator never sends.
+Most cases also happen end to end against the emulator in ``test_client.py``. The cases
+here (403, redirects, undocumented duplicate reports) are ones the emulator never produces.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def response(status: int, ref: str | None = None, message: str | None = None) ->
 
 class TestErrorForStatus:
     def test_api_token_rejected(self) -> None:
-        """A 401 with an API token says the API token was rejected."""
+        """A 401 with an API token reports that the API token was rejected."""
         error = error_for_status(response(401), method="GET", route="/users", api_token=True)
 
         assert isinstance(error, AuthenticationFailed)

@@ -2,7 +2,7 @@
 
 Every request passes through the shared rate limiter and the retry policy, is counted in
 ``staffsync_staffbase_requests`` by method, route template and status, and ends in one
-of three ways: a result, ``None`` where "not found" is an answer, or a
+of three ways: a result, ``None`` where a missing user is a valid result, or a
 :class:`~staffsync.staffbase.errors.StaffbaseError` that says what the caller must do.
 """
 
@@ -118,8 +118,8 @@ class StaffbaseClient:
     ) -> Iterator[dict[str, Any]]:
         """Yield every user with one of ``statuses``, each once, page by page.
 
-        Staffbase lists only activated users unless told otherwise, so the status filter
-        is always sent.
+        Staffbase lists only activated users unless the request names other statuses,
+        so the status filter is always sent.
 
         Args:
             statuses: User statuses to list.
@@ -184,7 +184,7 @@ class StaffbaseClient:
         if created:
             return created
 
-        # Some API versions answer 201 with only a Location header.
+        # Some API versions return 201 with only a Location header.
         location = response.headers.get("location", "").rstrip("/")
         user = self.get_user(location.rsplit("/", 1)[-1]) if location else None
         if user is None:
@@ -198,7 +198,7 @@ class StaffbaseClient:
     def update_user(self, user_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """Change the fields in ``body`` (a partial update) and return the user.
 
-        Returns an empty dict when Staffbase answers without a body (204).
+        Returns an empty dict when Staffbase returns no body (204).
 
         Raises:
             UserNotFound: no user has this id.
@@ -299,7 +299,7 @@ class StaffbaseClient:
         return response
 
     def _call_unless_missing(self, method: str, route: str, path_id: str) -> httpx.Response | None:
-        """Like :meth:`_call`, but return None when Staffbase answers 404."""
+        """Like :meth:`_call`, but return None when Staffbase returns 404."""
         response = self._send(method, route, path_id)
         if response.status_code == 404:
             return None
@@ -366,8 +366,8 @@ class StaffbaseClient:
         except httpx.TransportError:
             metrics.STAFFBASE_REQUESTS.labels(method=method, route=route, status="error").inc()
             raise
-        # NOTE: a 401 answered to an expired token is replayed inside the auth flow, so
-        # only the replay's status is counted here.
+        # NOTE: a request rejected with 401 (an expired token) is replayed inside the auth
+        # flow, so only the replay's status is counted here.
         status = response.status_code
         metrics.STAFFBASE_REQUESTS.labels(method=method, route=route, status=str(status)).inc()
         logger.debug("staffbase_request", method=method, route=route, status=status)
@@ -417,8 +417,8 @@ class StaffbaseClient:
 
 
 def _build_http_client(settings: StaffbaseSettings) -> httpx.Client:
-    # Room for every worker thread plus a token request, so that nobody waits for a
-    # connection while the rate limiter would let them go.
+    # Room for every worker thread plus a token request, so that no worker waits for a
+    # connection while the rate limiter would let it send.
     connections = settings.max_concurrency + 2
     return httpx.Client(
         timeout=settings.timeout_seconds,

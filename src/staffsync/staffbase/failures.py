@@ -1,7 +1,7 @@
 """Turn failed Staffbase responses and transport errors into :mod:`~staffsync.staffbase.errors`.
 
 The client calls these once a request has used up its retries, or once a response
-arrived that is not worth retrying, so each error says what the caller has to do next.
+arrived that is not worth retrying. The class of each error decides what the caller does next.
 """
 
 from __future__ import annotations
@@ -145,8 +145,8 @@ def error_for_status(
         return FatalStaffbaseError(msg, **where)
     if status == 409 or (status == 400 and _mentions_duplicate(ref, api_message)):
         field = classify_conflict(ref, api_message)
-        taken = f"the {field} is already taken" if field else "a unique value is taken"
-        msg = f"{method} {route} was rejected because {taken} (HTTP {status}{detail})"
+        clash = f"the {field} is already taken" if field else "a unique value is taken"
+        msg = f"{method} {route} was rejected because {clash} (HTTP {status}{detail})"
         return ConflictError(msg, field=field, **where)
     if status == 404 and route.startswith("/users/"):
         msg = f"{method} {route} found no such user (HTTP 404{detail})"
