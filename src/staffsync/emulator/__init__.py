@@ -1,7 +1,7 @@
 """A stand-in for the parts of the Staffbase API that staffsync uses.
 
-``EmulatorServer`` serves it on 127.0.0.1 for tests and the demo; ``create_app`` builds
-the Starlette app alone; the ``emulator`` command (``staffsync.emulator.command``)
+``EmulatorServer`` serves it on 127.0.0.1 for tests and the demo. ``create_app`` builds
+the Starlette app alone. The ``emulator`` command (``staffsync.emulator.command``)
 serves it from the command line.
 """
 

@@ -102,6 +102,9 @@ def create_app(config: EmulatorConfig | None = None) -> Starlette:
             Exception: _unexpected_error_response,
         },
     )
+    # A trailing slash is a 404 rather than a redirect, so that a client's wrong path
+    # fails here instead of working by accident.
+    app.router.redirect_slashes = False
     app.state.emulator = emulator
     app.state.tenant = tenant
     app.state.config = config

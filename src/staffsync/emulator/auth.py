@@ -117,7 +117,7 @@ class _TokenRequestError(Exception):
 async def handle_token_request(
     request: Request, config: EmulatorConfig, tokens: TokenStore, lifetime_s: float
 ) -> JSONResponse:
-    """Answer ``POST /oauth2/token`` for the client-credentials grant."""
+    """Handle ``POST /oauth2/token`` for the client-credentials grant."""
     try:
         form = await _read_form(request)
         _check_token_request(form, request.headers.get("authorization"), config)

@@ -17,9 +17,9 @@ def utc_timestamp() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def new_object_id(rng: random.Random, taken: Container[str]) -> str:
-    """Draw a 24-hex-digit id (the form of a MongoDB ObjectId) that is not in ``taken``."""
+def new_object_id(rng: random.Random, used_ids: Container[str]) -> str:
+    """Draw a 24-hex-digit id (the form of a MongoDB ObjectId) that is not in ``used_ids``."""
     while True:
         candidate = f"{rng.getrandbits(96):024x}"
-        if candidate not in taken:
+        if candidate not in used_ids:
             return candidate

@@ -17,7 +17,7 @@ __all__ = ["control_routes"]
 
 
 async def list_all_users(request: Request) -> JSONResponse:
-    """Every user, any status, as stored."""
+    """Return every user, any status, as stored."""
     return JSONResponse(emulator_of(request).tenant.all_users())
 
 
@@ -28,13 +28,13 @@ async def seed_user(request: Request) -> JSONResponse:
 
 
 async def list_all_groups(request: Request) -> JSONResponse:
-    """Every group with the Staffbase ids of its members."""
+    """Return every group with the Staffbase ids of its members."""
     groups = emulator_of(request).tenant.groups.all()
     return JSONResponse([group.to_stored() for group in groups])
 
 
 async def get_stats(request: Request) -> JSONResponse:
-    """Request counts by method and route template since the last reset."""
+    """Return request counts by method and route template since the last reset."""
     emulator = emulator_of(request)
     stats = emulator.stats.to_json()
     stats["invitations_requested"] = emulator.tenant.invitations_requested
@@ -42,7 +42,7 @@ async def get_stats(request: Request) -> JSONResponse:
 
 
 async def get_faults(request: Request) -> JSONResponse:
-    """The current fault settings."""
+    """Return the current fault settings."""
     emulator = emulator_of(request)
     return JSONResponse(emulator.faults.describe(emulator.config.token_lifetime_s))
 

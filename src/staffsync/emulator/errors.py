@@ -1,9 +1,30 @@
-"""Staffbase's JSON error envelope and the error kinds the emulator answers with.
+"""Staffbase's JSON error envelope and the error kinds the emulator responds with.
 
 Every API error has the shape ``{"traceId", "type", "ref", "statusCode", "message",
-"identifier"}``. Only the login error is known from a real tenant; the other ``ref``,
-``type`` and ``identifier`` values are the emulator's own, listed in ``ErrorKind``'s
-constants below.
+"identifier"}``. Only the login error is known from a real tenant. Staffbase does not
+publish the others, so these ``ref`` values and identifiers are the emulator's own:
+
+====== ======================================= ========== =====================================
+status ref                                     identifier when
+====== ======================================= ========== =====================================
+400    ERROR_INVALID_REQUEST                   40001      malformed body, field or parameter
+400    ERROR_PENDING_USER_NOT_DEACTIVATABLE    40002      pending -> deactivated
+400    ERROR_PENDING_USER_NOT_ACTIVATABLE      40003      pending -> activated
+400    ERROR_INVALID_STATUS_TRANSITION         40004      activated or deactivated -> pending
+401    ERROR_LOGIN_REQUIRED                    40102      missing, invalid or expired credentials
+404    ERROR_NOT_FOUND                         40401      unknown user, group or path
+405    ERROR_METHOD_NOT_ALLOWED                40501      wrong method for a path
+409    ERROR_DUPLICATE_EXTERNAL_ID             40901      externalID taken
+409    ERROR_DUPLICATE_EMAIL                   40902      primary e-mail taken (any case)
+409    ERROR_DUPLICATE_USERNAME                40903      userName taken (any case)
+409    ERROR_DUPLICATE_GROUP_EXTERNAL_ID       40904      group externalId taken
+415    ERROR_UNSUPPORTED_MEDIA_TYPE            41501      wrong Content-Type
+429    ERROR_RATE_LIMIT_EXCEEDED               42901      injected rate limit
+500    ERROR_INTERNAL                          50001      injected or unexpected server error
+503    ERROR_SERVICE_UNAVAILABLE               50301      injected server error
+====== ======================================= ========== =====================================
+
+The 409 messages name the conflicting field (``externalID``, ``email``, ``userName``).
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ class FaultSettings:
         rate_limit_per_second: Sustained request rate of the token bucket, with one
             second's worth of burst; None turns rate limiting off.
         rate_limit_retry_after: Whether a 429 carries a ``Retry-After`` header.
-        error_rate: Fraction (0..1) of requests answered with a 500 or 503 unprocessed.
+        error_rate: Fraction (0..1) of requests that get a 500 or 503 without being processed.
         latency_ms: Delay added before every API and token request, in milliseconds.
         drop_rate: Fraction (0..1) of requests whose connection is closed with no
             response: half before the request is processed, half after.
@@ -44,7 +44,7 @@ class FaultSettings:
 
 
 class Action(enum.Enum):
-    """What happens to one API request."""
+    """The fate of one API request."""
 
     PROCEED = "proceed"
     RATE_LIMITED = "rate_limited"
@@ -109,7 +109,7 @@ class FaultInjector:
         """Change the settings named in ``payload``; all or nothing.
 
         Returns:
-            True when the payload asks to revoke every token issued so far.
+            True when the payload requests revoking every token issued so far.
 
         Raises:
             ApiError: ``ERROR_INVALID_REQUEST`` for an unknown key or invalid value.

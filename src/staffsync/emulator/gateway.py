@@ -1,9 +1,9 @@
 """The gateway in front of the API: statistics, injected faults and authentication.
 
-It sees every request before Starlette's router and handles the ``/api`` ones in this
+It receives every request before Starlette's router and handles the ``/api`` ones in this
 order: count the request by route template, add the latency, apply the rate limit, drop
-the connection or fail with a 5xx when the dice say so, check the credentials, and only
-then let the route process it. A request dropped "after" is processed in full and its
+the connection or fail with a 5xx when the random draw picks it, check the credentials,
+and only then let the route process it. A request dropped "after" is processed in full and its
 response thrown away before the connection is reset.
 """
 
@@ -37,8 +37,8 @@ __all__ = ["ABORT_EXTENSION", "ApiGateway", "RequestStats"]
 ABORT_EXTENSION = "staffsync.emulator.abort"
 """Scope extension holding a coroutine function that resets the request's connection.
 
-The emulator's uvicorn protocol (see ``server.py``) provides it; ASGI itself has no way
-to close a connection without answering.
+The emulator's uvicorn protocol (see ``server.py``) provides it, because ASGI itself has
+no way to close a connection without a response.
 """
 
 TOKEN_PATH = "/oauth2/token"  # noqa: S105 - a URL path, not a secret
@@ -119,23 +119,23 @@ class ApiGateway:
             await response(scope, receive, counted_send)
             return
 
+        drop_after = verdict.action is Action.DROP_AFTER
+        respond = _discard if drop_after else counted_send
         problem = authenticate_api_request(
             _header(scope, b"authorization"), emulator.tokens, emulator.config.api_token
         )
         if problem is not None:
-            await error_response(LOGIN_REQUIRED, problem)(scope, receive, counted_send)
-            return
+            await error_response(LOGIN_REQUIRED, problem)(scope, receive, respond)
+        else:
+            await self.app(scope, receive, respond)
 
-        if verdict.action is Action.DROP_AFTER:
+        if drop_after:
             stats.dropped_after += 1
-            await self.app(scope, receive, _discard)
             await _abort_connection(scope)
-            return
-        await self.app(scope, receive, counted_send)
 
     def _route_template(self, scope: Scope) -> str:
-        # A route whose path matches but not its method still names the template: the
-        # request is counted under it and the router answers 405.
+        # A route whose path matches but not its method still names the template. The
+        # request is counted under it, and the router returns 405.
         partial: str | None = None
         for route in self.routes:
             match, _ = route.matches(scope)
@@ -157,7 +157,7 @@ class ApiGateway:
 
 
 async def _discard(message: Message) -> None:
-    """An ASGI ``send`` that throws the response away."""
+    """Throw the response away (an ASGI ``send`` for requests dropped after processing)."""
 
 
 async def _abort_connection(scope: Scope) -> None:

@@ -1,7 +1,7 @@
 """Sorted, filtered and paged views of the users, cached between writes.
 
-Paging through a large tenant asks for the same order once per page, so each order (and
-each status filter of it) is computed once and kept until the next write clears it.
+Paging through a large tenant requests the same order once per page. Each order, and each
+status filter of it, is therefore computed once and kept until the next write clears it.
 """
 
 from __future__ import annotations
@@ -60,10 +60,20 @@ class SortOrder:
 
     def sort(self, users: Iterable[User]) -> list[User]:
         """Return ``users`` in this order, with the Staffbase id as the final tie-breaker."""
-        ordered = sorted(users, key=itemgetter("id"))
+        directions = {descending for _field, descending in self.keys}
+        if len(directions) == 1:
+            # One direction for all fields: a single sort on a tuple key is the fast path,
+            # and the id tie-breaker runs in that direction too.
+            key_functions = [_SORT_KEYS[field] for field, _descending in self.keys]
+
+            def combined_key(user: User) -> tuple[str, ...]:
+                return (*(key(user) for key in key_functions), user["id"])
+
+            return sorted(users, key=combined_key, reverse=directions.pop())
 
         # Stable sorts from the least to the most significant field keep earlier keys as
         # tie-breakers, which lets each field have its own direction.
+        ordered = sorted(users, key=itemgetter("id"))
         for field, descending in reversed(self.keys):
             ordered.sort(key=_SORT_KEYS[field], reverse=descending)
         return ordered

@@ -7,6 +7,7 @@ import contextlib
 import socket
 import struct
 import threading
+import time
 from typing import TYPE_CHECKING, Any, Self, TypeVar
 
 import uvicorn
@@ -37,10 +38,10 @@ _GRACEFUL_SHUTDOWN_S = 2
 class AbortableH11Protocol(H11Protocol):
     """uvicorn's h11 protocol plus a way for the app to reset the connection unanswered.
 
-    Each request's scope gets the :data:`ABORT_EXTENSION` coroutine function, which
-    closes the socket with SO_LINGER set to zero (so the peer receives a TCP reset) and
-    returns once uvicorn has noticed the lost connection, so that uvicorn neither logs
-    a missing response nor sends a 500 in its place.
+    Each request's scope gets the :data:`ABORT_EXTENSION` coroutine function. It closes
+    the socket with SO_LINGER set to zero, so the peer receives a TCP reset. It returns
+    only once uvicorn has seen the lost connection, because uvicorn would otherwise log
+    a missing response and send a 500 in its place.
     """
 
     def __init__(
@@ -90,7 +91,7 @@ class _ThreadedUvicornServer(uvicorn.Server):
         yield
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        """Start listening, then tell the starting thread that the port is bound."""
+        """Start serving, then tell the starting thread that requests are accepted."""
         self.loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         await super().startup(sockets)
@@ -114,11 +115,27 @@ class _ThreadedUvicornServer(uvicorn.Server):
                 self.loop.call_soon_threadsafe(self._wake.set)
 
 
+def _bind_listener(host: str, port: int) -> socket.socket:
+    """Bind the listening socket here, so that a taken port fails in the caller's thread."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # asyncio sets TCP_NODELAY only on sockets whose proto is IPPROTO_TCP. With proto 0,
+    # every small response would wait for the client's delayed ACK (about 40 ms).
+    listener = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((host, port))
+    except OSError as exc:
+        listener.close()
+        msg = f"The emulator server could not listen on {host}:{port}: {exc.strerror or exc}."
+        raise RuntimeError(msg) from exc
+    return listener
+
+
 class EmulatorServer:
     """The emulator served by uvicorn on a background thread.
 
     Use it as a context manager, or call :meth:`start` and :meth:`stop`. With ``port=0``
-    the operating system picks a free port; :attr:`port` tells which one.
+    the operating system picks a free port, and :attr:`port` holds the bound one.
 
     Args:
         config: The tenant's settings; defaults to :class:`EmulatorConfig`'s.
@@ -154,7 +171,8 @@ class EmulatorServer:
     @property
     def url(self) -> str:
         """The server's root URL, e.g. ``http://127.0.0.1:8900``."""
-        return f"http://{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
 
     @property
     def base_url(self) -> str:
@@ -177,10 +195,9 @@ class EmulatorServer:
             msg = "The emulator server is already running."
             raise RuntimeError(msg)
 
+        listener = _bind_listener(self.host, self._requested_port)
         config = uvicorn.Config(
             self.app,
-            host=self.host,
-            port=self._requested_port,
             http=AbortableH11Protocol,
             ws="none",
             lifespan="off",
@@ -193,14 +210,16 @@ class EmulatorServer:
             timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_S,
         )
         server = _ThreadedUvicornServer(config)
-        thread = threading.Thread(target=server.run, name="staffsync-emulator", daemon=True)
+        thread = threading.Thread(
+            target=server.run, args=([listener],), name="staffsync-emulator", daemon=True
+        )
         thread.start()
+        deadline = time.monotonic() + _START_TIMEOUT_S
         while not server.ready.wait(0.01):
-            if not thread.is_alive():
-                msg = (
-                    f"The emulator server could not listen on {self.host}:{self._requested_port};"
-                    " see the uvicorn error logged above."
-                )
+            if not thread.is_alive() or time.monotonic() > deadline:
+                server.request_stop()
+                listener.close()
+                msg = "The emulator server failed to start; see the uvicorn error logged before."
                 raise RuntimeError(msg)
 
         self._server = server

@@ -11,8 +11,8 @@ Rules where Staffbase's documentation is silent, each the stricter choice:
 - ``profile.system_manager`` must be the Staffbase id of another existing user.
 - A ``pending`` user can be neither deactivated nor activated through the API (only the
   person's first sign-in activates it), and no user goes back to ``pending``.
-- Fields without a value are left out of user objects, except ``activated``, which is
-  null until the first sign-in; a client must not rely on the other keys being present.
+- Fields without a value are left out of user objects, so a client must not rely on
+  their keys being present. ``activated`` is the exception: it is null until sign-in.
 - Deleting a user leaves ``profile.system_manager`` references to it in place.
 """
 
@@ -196,7 +196,8 @@ class Tenant:
             that are not pending are left as they are.
         """
         users = self._users.values() if refs is None else [self.get_user(ref) for ref in refs]
-        pending = [user for user in users if user["status"] == "pending"]
+        # Keyed by id, so that a user named twice (by id and by externalID) is activated once.
+        pending = list({user["id"]: user for user in users if user["status"] == "pending"}.values())
 
         now = utc_timestamp()
         for user in pending:

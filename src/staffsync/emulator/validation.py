@@ -1,9 +1,9 @@
 """Validation of user request bodies (the legacy JSON form of the User API).
 
-Where Staffbase documents no rule the emulator takes the stricter reading, so that a
-client that passes here also passes there: unknown and read-only fields are rejected
-rather than ignored, field values must be strings or null, an e-mail list needs exactly
-one primary entry, and ``externalID`` / ``userName`` cannot be empty strings.
+Where Staffbase documents no rule, the emulator takes the stricter reading, so that a
+client that passes here also passes there. Unknown and read-only fields are rejected
+rather than ignored. Field values must be strings or null. An e-mail list needs exactly
+one primary entry, and ``externalID`` and ``userName`` cannot be empty strings.
 """
 
 from __future__ import annotations
@@ -53,8 +53,8 @@ _NON_EMPTY_FIELDS = frozenset({"externalID", "userName"})
 _USER_ID = re.compile(r"[0-9a-f]{24}")
 # One "@" with something on both sides and no whitespace; deliberately loose beyond that.
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+")
-# Staffbase writes locales as language_COUNTRY (en_US, de_DE); a BCP 47 tag such as
-# "en-US" is rejected because the real format is not documented for the legacy API.
+# Staffbase writes locales as language_COUNTRY (en_US, de_DE). A BCP 47 tag such as
+# "en-US" is rejected, because the legacy API documents no other format.
 _LOCALE = re.compile(r"[a-z]{2,3}(_[A-Z]{2})?")
 
 
