@@ -402,6 +402,7 @@ class StaffbaseClient:
                 exc, method=method, route=route, idempotent=idempotent, policy=self.retry_policy
             ) from None
         except httpx.TransportError as exc:
+            # Not chained: the httpx error keeps the request, Authorization header included.
             raise error_after_transport(
                 exc,
                 method=method,
@@ -409,7 +410,7 @@ class StaffbaseClient:
                 idempotent=idempotent,
                 policy=self.retry_policy,
                 base_url=self.settings.base_url,
-            ) from exc
+            ) from None
         except StaffbaseError as exc:
             # Raised by the auth flow, which does not know the route template.
             exc.route = exc.route or route
