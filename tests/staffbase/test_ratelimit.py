@@ -159,7 +159,7 @@ class TestAdapting:
         assert clock.sleeps == [pytest.approx(1 / (7.0 * DECREASE_FACTOR))]
 
     def test_retry_after_holds_everyone(self, clock: FakeClock) -> None:
-        """A Retry-After holds the next request until it has passed."""
+        """A Retry-After delays the next request until it has passed."""
         pacer = limiter(clock, max_rate=10.0)
         pacer.acquire()
 

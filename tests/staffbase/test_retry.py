@@ -209,7 +209,7 @@ class TestRetryPolicy:
         assert send.calls == 3
 
     def test_create_not_resent(self) -> None:
-        """A create answered 502 is not sent again."""
+        """A create that failed with 502 is not sent again."""
         send = Script(status(502))
 
         with pytest.raises(RetryableStatus):

@@ -36,7 +36,7 @@ __all__ = ["ApiTokenAuth", "ClientCredentialsAuth", "build_auth"]
 logger = structlog.get_logger(__name__)
 
 TOKEN_REQUEST_ATTEMPTS = 4
-"""Attempts per token fetch when the token endpoint is unreachable or answers 5xx or 429."""
+"""Attempts per token fetch when the token endpoint is unreachable or returns 5xx or 429."""
 
 _TOKEN_RETRY_MAX_WAIT = 10.0
 
@@ -56,7 +56,7 @@ class ClientCredentialsAuth(httpx.Auth):
     short-lived tokens stay usable for most of their life. Threads that need a token at
     the same moment wait for one shared fetch.
 
-    When the API answers 401, the token that request carried is dropped (unless another
+    When the API returns 401, the token that request carried is dropped (unless another
     thread has already replaced it), a new one is fetched and the request is sent once
     more. A second 401 raises :class:`AuthenticationFailed`.
 
@@ -119,7 +119,7 @@ class ClientCredentialsAuth(httpx.Auth):
             return
 
         # Reading the 401 returns its connection to the pool before the token fetch needs
-        # one; otherwise threads holding every pooled connection could wait on each other.
+        # one. Otherwise threads holding every pooled connection could wait on each other.
         response.read()
         token = self._replace_rejected(token)
         request.headers["Authorization"] = f"Bearer {token}"
@@ -175,7 +175,7 @@ class ClientCredentialsAuth(httpx.Auth):
             response = retrying(self._post_token_request)
         except RetryableStatus as exc:
             msg = (
-                f"the token endpoint {self.token_url!r} still answered HTTP {exc.status}"
+                f"the token endpoint {self.token_url!r} still failed with HTTP {exc.status}"
                 f" after {TOKEN_REQUEST_ATTEMPTS} attempts; try again later"
             )
             raise TokenRequestFailed(msg, status=exc.status) from None

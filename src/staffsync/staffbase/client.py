@@ -2,7 +2,7 @@
 
 Every request passes through the shared rate limiter and the retry policy, is counted in
 ``staffsync_staffbase_requests`` by method, route template and status, and ends in one
-of three ways: a result, ``None`` where "not found" is an answer, or a
+of three ways: a result, ``None`` where a missing user is a valid result, or a
 :class:`~staffsync.staffbase.errors.StaffbaseError` that says what the caller must do.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import TYPE_CHECKING, Any, Self, TypedDict
+from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import quote
 
 import httpx
@@ -19,26 +19,19 @@ import structlog
 from staffsync import metrics
 from staffsync.staffbase.auth import ApiTokenAuth, build_auth
 from staffsync.staffbase.errors import (
-    AuthenticationFailed,
-    ConflictError,
     FatalStaffbaseError,
     OutcomeUnknown,
-    PermissionDenied,
     RecordFailed,
-    RetriesExhausted,
     StaffbaseError,
-    UserNotFound,
-    classify_conflict,
-    read_error_envelope,
+)
+from staffsync.staffbase.failures import (
+    error_after_status,
+    error_after_transport,
+    error_for_status,
 )
 from staffsync.staffbase.model import USER_STATUSES
 from staffsync.staffbase.ratelimit import AdaptiveRateLimiter
-from staffsync.staffbase.retry import (
-    RetryableStatus,
-    RetryPolicy,
-    failure_reason,
-    sent_nothing,
-)
+from staffsync.staffbase.retry import RetryableStatus, RetryPolicy
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -60,20 +53,6 @@ NOTE: Staffbase does not document a limit for ``userIds``; 100 matches its defau
 """
 
 _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
-
-# Words in a 400 error envelope that mark a duplicate value. Staffbase does not document
-# how it reports duplicates, so a 400 saying so is treated like a 409.
-_DUPLICATE_WORDS = ("duplicate", "already", "exists", "unique", "taken", "in use", "conflict")
-
-
-class _Where(TypedDict):
-    """What every error about a received response carries."""
-
-    method: str
-    route: str
-    status: int
-    ref: str | None
-    api_message: str | None
 
 
 class StaffbaseClient:
@@ -139,8 +118,8 @@ class StaffbaseClient:
     ) -> Iterator[dict[str, Any]]:
         """Yield every user with one of ``statuses``, each once, page by page.
 
-        Staffbase lists only activated users unless told otherwise, so the status filter
-        is always sent.
+        Staffbase lists only activated users unless the request names other statuses,
+        so the status filter is always sent.
 
         Args:
             statuses: User statuses to list.
@@ -173,7 +152,7 @@ class StaffbaseClient:
 
     def get_user(self, id_or_external_id: str) -> dict[str, Any] | None:
         """Return the user with this Staffbase id or externalID, or None if there is none."""
-        response = self._call("GET", "/users/{id}", id_or_external_id, allow_not_found=True)
+        response = self._call_unless_missing("GET", "/users/{id}", id_or_external_id)
         if response is None:
             return None
         return _json_dict(response, "GET", "/users/{id}")
@@ -183,6 +162,9 @@ class StaffbaseClient:
 
         ``GET /users/{id}`` also matches Staffbase ids, so a user found there counts only
         when its externalID is the one asked for.
+
+        NOTE: the externalID is percent-encoded into the path. A server that decodes
+        ``%2F`` before routing (the emulator does) cannot find an externalID with a ``/``.
         """
         user = self.get_user(external_id)
         if user is None or user.get("externalID") != external_id:
@@ -198,12 +180,11 @@ class StaffbaseClient:
             RecordFailed: Staffbase rejected the user, or kept failing.
         """
         response = self._call("POST", "/users", json_body=body)
-        assert response is not None
         created = _json_dict(response, "POST", "/users", required=False)
         if created:
             return created
 
-        # Some API versions answer 201 with only a Location header.
+        # Some API versions return 201 with only a Location header.
         location = response.headers.get("location", "").rstrip("/")
         user = self.get_user(location.rsplit("/", 1)[-1]) if location else None
         if user is None:
@@ -217,19 +198,18 @@ class StaffbaseClient:
     def update_user(self, user_id: str, body: Mapping[str, Any]) -> dict[str, Any]:
         """Change the fields in ``body`` (a partial update) and return the user.
 
-        Returns an empty dict when Staffbase answers without a body (204).
+        Returns an empty dict when Staffbase returns no body (204).
 
         Raises:
             UserNotFound: no user has this id.
             ConflictError: a new unique value is taken by another user.
         """
         response = self._call("PUT", "/users/{id}", user_id, json_body=body)
-        assert response is not None
         return _json_dict(response, "PUT", "/users/{id}", required=False)
 
     def delete_user(self, user_id: str) -> None:
         """Delete a user; a user that does not exist counts as deleted."""
-        response = self._call("DELETE", "/users/{id}", user_id, allow_not_found=True)
+        response = self._call_unless_missing("DELETE", "/users/{id}", user_id)
         if response is None:
             logger.debug("staffbase_user_already_gone", route="/users/{id}")
 
@@ -259,7 +239,6 @@ class StaffbaseClient:
         """
         body = {"name": name, "externalId": external_id}
         response = self._call("POST", "/groups", json_body=body)
-        assert response is not None
         return _json_dict(response, "POST", "/groups")
 
     def add_group_members(self, group_id: str, user_ids: Iterable[str]) -> None:
@@ -289,7 +268,6 @@ class StaffbaseClient:
 
     def _get_page(self, route: str, params: dict[str, Any]) -> dict[str, Any]:
         response = self._call("GET", route, params=params)
-        assert response is not None
         try:
             page = response.json()
         except ValueError:
@@ -307,18 +285,42 @@ class StaffbaseClient:
         method: str,
         route: str,
         path_id: str | None = None,
+        **options: Any,
+    ) -> httpx.Response:
+        """Send one request (with its retries) and return its successful response.
+
+        Raises:
+            StaffbaseError: the final response is not 2xx, or none arrived.
+        """
+        response = self._send(method, route, path_id, **options)
+        if not response.is_success:
+            api_token = isinstance(self.auth, ApiTokenAuth)
+            raise error_for_status(response, method=method, route=route, api_token=api_token)
+        return response
+
+    def _call_unless_missing(self, method: str, route: str, path_id: str) -> httpx.Response | None:
+        """Like :meth:`_call`, but return None when Staffbase returns 404."""
+        response = self._send(method, route, path_id)
+        if response.status_code == 404:
+            return None
+        if not response.is_success:
+            api_token = isinstance(self.auth, ApiTokenAuth)
+            raise error_for_status(response, method=method, route=route, api_token=api_token)
+        return response
+
+    def _send(
+        self,
+        method: str,
+        route: str,
+        path_id: str | None = None,
         *,
         params: Mapping[str, Any] | None = None,
         json_body: Mapping[str, Any] | None = None,
         content: bytes | None = None,
         headers: Mapping[str, str] | None = None,
         idempotent: bool | None = None,
-        allow_not_found: bool = False,
-    ) -> httpx.Response | None:
-        """Send one logical request (with its retries) and check the final response.
-
-        Returns None for a 404 when ``allow_not_found`` is set.
-        """
+    ) -> httpx.Response:
+        """Send one request with its retries and return the final response, of any status."""
         path = route if path_id is None else route.replace("{id}", quote(path_id, safe=""))
         url = self.settings.base_url + path
         request_headers = {**self._headers, **(headers or {})}
@@ -336,11 +338,7 @@ class StaffbaseClient:
                 headers=request_headers,
             )
 
-        response = self._send_with_retries(send_once, method, route, idempotent)
-        if response.status_code == 404 and allow_not_found:
-            return None
-        self._raise_for_status(response, method, route)
-        return response
+        return self._send_with_retries(send_once, method, route, idempotent)
 
     def _send_once(
         self,
@@ -368,8 +366,8 @@ class StaffbaseClient:
         except httpx.TransportError:
             metrics.STAFFBASE_REQUESTS.labels(method=method, route=route, status="error").inc()
             raise
-        # NOTE: a 401 answered to an expired token is replayed inside the auth flow, so
-        # only the replay's status is counted here.
+        # NOTE: a request rejected with 401 (an expired token) is replayed inside the auth
+        # flow, so only the replay's status is counted here.
         status = response.status_code
         metrics.STAFFBASE_REQUESTS.labels(method=method, route=route, status=str(status)).inc()
         logger.debug("staffbase_request", method=method, route=route, status=status)
@@ -400,100 +398,28 @@ class StaffbaseClient:
                 send_once, method=method, route=route, idempotent=idempotent
             )
         except RetryableStatus as exc:
-            raise self._error_after_status(exc, method, route, idempotent) from None
+            raise error_after_status(
+                exc, method=method, route=route, idempotent=idempotent, policy=self.retry_policy
+            ) from None
         except httpx.TransportError as exc:
-            raise self._error_after_transport(exc, method, route, idempotent) from exc
+            # Not chained: the httpx error keeps the request, Authorization header included.
+            raise error_after_transport(
+                exc,
+                method=method,
+                route=route,
+                idempotent=idempotent,
+                policy=self.retry_policy,
+                base_url=self.settings.base_url,
+            ) from None
         except StaffbaseError as exc:
             # Raised by the auth flow, which does not know the route template.
             exc.route = exc.route or route
             raise
 
-    def _error_after_status(
-        self, exc: RetryableStatus, method: str, route: str, idempotent: bool
-    ) -> StaffbaseError:
-        ref, api_message = read_error_envelope(exc.response)
-        where = _Where(
-            method=method, route=route, status=exc.status, ref=ref, api_message=api_message
-        )
-        detail = _detail(ref, api_message)
-
-        if not idempotent and not sent_nothing(exc):
-            msg = (
-                f"{method} {route} answered HTTP {exc.status}{detail}, so it may or may not"
-                " have been applied: look the record up before sending it again"
-            )
-            return OutcomeUnknown(msg, **where)
-        if self.retry_policy.retry_after_too_long(exc):
-            msg = (
-                f"{method} {route} answered HTTP {exc.status} and asked to wait"
-                f" {exc.retry_after:.0f} s (Retry-After), longer than max_retry_wait_seconds"
-                f" = {self.retry_policy.max_wait:g}; the record is retried on the next run"
-            )
-            return RetriesExhausted(msg, **where)
-        msg = (
-            f"{method} {route} still answered HTTP {exc.status}{detail} after"
-            f" {self.retry_policy.max_attempts} attempts"
-        )
-        return RetriesExhausted(msg, **where)
-
-    def _error_after_transport(
-        self, exc: httpx.TransportError, method: str, route: str, idempotent: bool
-    ) -> StaffbaseError:
-        reason = failure_reason(exc)
-        if isinstance(exc, httpx.UnsupportedProtocol):
-            msg = f"base_url {self.settings.base_url!r} is not an http:// or https:// URL"
-            return FatalStaffbaseError(msg, method=method, route=route)
-        if not idempotent and not sent_nothing(exc):
-            msg = (
-                f"{method} {route} failed before its response arrived ({reason}:"
-                f" {type(exc).__name__}), so it may or may not have been applied: look the"
-                " record up before sending it again"
-            )
-            return OutcomeUnknown(msg, method=method, route=route)
-        msg = (
-            f"{method} {route} failed after {self.retry_policy.max_attempts} attempts"
-            f" ({reason}: {type(exc).__name__}); check base_url and the network"
-        )
-        return RetriesExhausted(msg, method=method, route=route)
-
-    def _raise_for_status(self, response: httpx.Response, method: str, route: str) -> None:
-        status = response.status_code
-        if 200 <= status < 300:
-            return
-
-        ref, api_message = read_error_envelope(response)
-        where = _Where(method=method, route=route, status=status, ref=ref, api_message=api_message)
-        detail = _detail(ref, api_message)
-        if status == 401:
-            who = "API token" if isinstance(self.auth, ApiTokenAuth) else "access token"
-            msg = f"Staffbase rejected the {who} for {method} {route} (HTTP 401{detail})"
-            raise AuthenticationFailed(msg, **where)
-        if status == 403:
-            msg = (
-                f"Staffbase denied {method} {route} (HTTP 403{detail}): the credentials"
-                " need the Administrative access level or the scopes to manage users"
-            )
-            raise PermissionDenied(msg, **where)
-        if 300 <= status < 400 or (status in (404, 405) and route in ("/users", "/groups")):
-            msg = (
-                f"{method} {route} answered HTTP {status}: check base_url, which should end in /api"
-            )
-            raise FatalStaffbaseError(msg, **where)
-        if status == 409 or (status == 400 and _mentions_duplicate(ref, api_message)):
-            field = classify_conflict(ref, api_message)
-            taken = f"the {field} is already taken" if field else "a unique value is taken"
-            msg = f"{method} {route} was rejected because {taken} (HTTP {status}{detail})"
-            raise ConflictError(msg, field=field, **where)
-        if status == 404 and route.startswith("/users/"):
-            msg = f"{method} {route} found no such user (HTTP 404{detail})"
-            raise UserNotFound(msg, **where)
-        msg = f"{method} {route} was rejected with HTTP {status}{detail}"
-        raise RecordFailed(msg, **where)
-
 
 def _build_http_client(settings: StaffbaseSettings) -> httpx.Client:
-    # Room for every worker thread plus a token request, so that nobody waits for a
-    # connection while the rate limiter would let them go.
+    # Room for every worker thread plus a token request, so that no worker waits for a
+    # connection while the rate limiter would let it send.
     connections = settings.max_concurrency + 2
     return httpx.Client(
         timeout=settings.timeout_seconds,
@@ -534,13 +460,3 @@ def _json_dict(
         return {}
     msg = f"{method} {route} returned HTTP {response.status_code} without a JSON object"
     raise RecordFailed(msg, method=method, route=route, status=response.status_code)
-
-
-def _detail(ref: str | None, api_message: str | None) -> str:
-    parts = [part for part in (ref, api_message) if part]
-    return f": {' '.join(parts)}" if parts else ""
-
-
-def _mentions_duplicate(ref: str | None, api_message: str | None) -> bool:
-    text = f"{ref or ''} {api_message or ''}".casefold()
-    return any(word in text for word in _DUPLICATE_WORDS)

@@ -37,8 +37,8 @@ __all__ = [
 
 ConflictField = Literal["externalID", "email", "userName"]
 
-# Longest piece of a server's error text kept in a message; an HTML error page from a
-# proxy would otherwise fill the run report.
+# Maximum length of a server's error text kept in a message. Without a limit, an error
+# page from a proxy would fill the run report.
 _MAX_SERVER_TEXT = 300
 
 
@@ -102,7 +102,7 @@ class TokenRequestFailed(FatalStaffbaseError):
 
 
 class PermissionDenied(FatalStaffbaseError):
-    """Staffbase answered 403: the credentials lack the access level or scope for this call."""
+    """Staffbase returned 403 because the credentials lack the access level or scope for a call."""
 
 
 class RecordFailed(StaffbaseError):
@@ -191,6 +191,6 @@ def classify_conflict(ref: str | None, message: str | None) -> ConflictField | N
 
 
 def _is_text(response: httpx.Response) -> bool:
-    # Plain text only: an HTML error page from a proxy says nothing useful in a message.
+    # Plain text only, because an HTML error page from a proxy adds nothing useful to a message.
     content_type = response.headers.get("content-type", "")
     return content_type.startswith("text/plain") or not content_type

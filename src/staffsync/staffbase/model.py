@@ -72,7 +72,7 @@ def validate_field_name(name: str) -> None:
 
     Raises:
         ValueError: ``name`` is not one of :data:`KNOWN_FIELDS` nor ``profile.<fieldId>``;
-            the message says why and what to use instead.
+            the message explains why and what to use instead.
     """
     if name in KNOWN_FIELDS:
         return
@@ -211,7 +211,7 @@ def _primary_email(emails: object) -> str | None:
 
 
 def _manager_id(value: object) -> str | None:
-    # Newer API versions may answer with a reference object instead of a bare id.
+    # Newer API versions may return a reference object instead of a bare id.
     if isinstance(value, dict):
         value = value.get("id")
     return _as_text(value)

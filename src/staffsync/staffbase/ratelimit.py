@@ -5,8 +5,8 @@ Staffbase does not publish its rate limits, so staffsync starts at the configure
 TCP congestion control does (additive increase, multiplicative decrease):
 
 - every 429 cuts the rate by :data:`DECREASE_FACTOR`, at most once per cooldown,
-  because requests already in flight when the first 429 arrives will mostly get 429 too
-  and tell nothing new;
+  because requests already in flight when the first 429 arrives mostly get 429 as well
+  and carry no new information;
 - every other response adds :data:`RECOVERY_STEP` requests per second back, up to the
   maximum. Responses arrive ``rate`` times a second, so the rate grows by about
   ``RECOVERY_STEP`` (5 %) of itself each second, at any scale: after one cut it is back
@@ -43,7 +43,7 @@ MIN_COOLDOWN_SECONDS = 1.0
 class AdaptiveRateLimiter:
     """A thread-safe pacer that lets at most ``rate`` requests per second through.
 
-    Pacing works like a token bucket that holds one token: each :meth:`acquire` takes
+    Pacing works like a token bucket that contains at most one token: each :meth:`acquire` takes
     the next free slot on a timeline whose slots are ``1 / rate`` seconds apart and
     sleeps until that slot comes. A slot in the past counts as now, so idle time is not
     saved up for a later burst.

@@ -6,7 +6,7 @@ Which failures are retried depends on whether sending the request twice is harml
   removes a set of ids) are retried on connection errors, timeouts and the statuses 429,
   500, 502, 503 and 504.
 - A create (POST) is retried only when the request provably was not processed: the
-  connection could not be made, no pooled connection became free, or Staffbase answered
+  connection could not be made, no pooled connection became free, or Staffbase returned
   429 or 503. Any other failure may have created the user, so the caller gets
   :class:`~staffsync.staffbase.errors.OutcomeUnknown` and must look the user up first.
 
@@ -50,7 +50,7 @@ RETRYABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 """Statuses after which an idempotent request is sent again."""
 
 _NOT_PROCESSED_STATUSES = frozenset({429, 503})
-"""Statuses that say the server turned the request away unprocessed, so a POST may be resent."""
+"""Statuses with which the server rejects a request unprocessed, so a POST may be resent."""
 
 _NOTHING_SENT_ERRORS = (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout)
 """Transport errors raised before any byte of the request left this process."""
@@ -66,7 +66,7 @@ _STATUS_REASONS = {429: "rate_limited", 503: "unavailable"}
 
 
 class RetryableStatus(Exception):
-    """A response whose status may succeed later, raised so that tenacity sees it.
+    """A response whose status may succeed later, raised so that tenacity can retry it.
 
     The client raises it inside the retry loop for every status in
     :data:`RETRYABLE_STATUSES` and turns it into a
@@ -89,7 +89,7 @@ class RetryableStatus(Exception):
 
 
 def parse_retry_after(value: str | None, *, now: datetime | None = None) -> float | None:
-    """Return the seconds a ``Retry-After`` header asks to wait, or None if it is unusable.
+    """Return the wait in seconds that a ``Retry-After`` header requests, or None if unusable.
 
     Both forms of the header are read: delta-seconds (``"120"``) and an HTTP-date
     (``"Wed, 21 Oct 2026 07:28:00 GMT"``). A date in the past or a negative number
@@ -167,7 +167,7 @@ class RetryPolicy:
 
     Args:
         max_attempts: Attempts per request, the first included.
-        max_wait: Longest single wait in seconds; a longer ``Retry-After`` ends the retries.
+        max_wait: Maximum single wait in seconds; a longer ``Retry-After`` ends the retries.
         initial_wait: Upper bound of the first random backoff wait; each later bound
             doubles, up to ``max_wait``.
         sleep: Called with the seconds to wait; tests pass a function that returns at once.
