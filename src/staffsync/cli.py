@@ -283,6 +283,8 @@ def demo(options: CliOptions, count: int, keep: Path | None) -> None:
     """Sync a sample export into a local emulator twice; needs no config and no network."""
     from staffsync.demo import run_demo
 
+    # The demo prints its own summaries; routine log lines would only interleave them.
+    options.log_level = options.log_level or "warning"
     options.configure_logging(None, default_format="console")
     sys.exit(run_demo(_console(), count=count, folder=keep))
 

@@ -50,8 +50,9 @@ LEVELS = {
     "critical": logging.CRITICAL,
 }
 
-# httpx logs every request URL at INFO and httpcore every socket step at DEBUG.
-QUIET_LOGGERS = ("httpx", "httpcore")
+# httpx logs every request URL at INFO and httpcore every socket step at DEBUG. Alembic
+# logs its context at INFO on every schema check; staffsync logs real upgrades itself.
+QUIET_LOGGERS = ("httpx", "httpcore", "alembic")
 
 MIN_REGISTERED_SECRET_LENGTH = 4
 """Shorter registered values are ignored: masking them would garble ordinary text."""

@@ -213,6 +213,10 @@ class _Run:
                 self._finish_dry_run(plan, hold)
                 return
 
+            if not plan.counts and not hold:
+                # Nothing to send and nothing to record: no plan worth keeping.
+                self.report.finish("succeeded", _now())
+                return
             plan_id = new_id("p")
             store_plan(
                 self.connection,
