@@ -62,7 +62,7 @@ def _fail(message: str, code: int = EXIT_FAILED) -> NoReturn:
 
 
 def _console() -> Console:
-    return Console(soft_wrap=False)
+    return Console(soft_wrap=True)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

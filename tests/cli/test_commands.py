@@ -1,0 +1,199 @@
+"""The command line as an operator uses it: subprocesses, real emulator, example config."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def staffsync(*args: str, cwd: Path, env: dict[str, str] | None = None,
+              timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m staffsync ARGS`` and return the finished process."""
+    return subprocess.run(
+        [sys.executable, "-m", "staffsync", *args],
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+
+
+@pytest.fixture
+def emulator_process(tmp_path: Path) -> Iterator[str]:
+    """A ``staffsync emulator`` subprocess on a free port; yields its URL."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "staffsync", "emulator", "--port", "0"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    assert process.stdout is not None
+    first = process.stdout.readline().strip()
+    prefix = "staffsync emulator listening on "
+    assert first.startswith(prefix), first
+    try:
+        yield first.removeprefix(prefix)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def example(tmp_path: Path, emulator_process: str) -> tuple[Path, dict[str, str]]:
+    """The example folder copied to a temporary one, and the environment aiming it at the emulator."""
+    folder = tmp_path / "examples"
+    shutil.copytree(EXAMPLES, folder, ignore=shutil.ignore_patterns("*.db*", "__pycache__"))
+    env = {
+        "STAFFSYNC_STAFFBASE__BASE_URL": f"{emulator_process}/api",
+        "STAFFSYNC_STAFFBASE__TOKEN_URL": f"{emulator_process}/oauth2/token",
+        # The example's 10 requests per second would make this test take a minute.
+        "STAFFSYNC_STAFFBASE__MAX_REQUESTS_PER_SECOND": "400",
+        "STAFFSYNC_STAFFBASE__MAX_CONCURRENCY": "8",
+        "STAFFSYNC_STATE__URL": f"sqlite:///{tmp_path / 'state.db'}",
+    }
+    return folder, env
+
+
+def emulator_json(url: str, path: str) -> Any:
+    response = httpx.get(f"{url}{path}", timeout=10)
+    response.raise_for_status()
+    return response.json()
+
+
+class TestDemo:
+    def test_demo_syncs_twice(self, tmp_path: Path) -> None:
+        """``staffsync demo`` creates the sample roster, then finds nothing to change."""
+        result = staffsync("demo", "--keep", str(tmp_path / "demo"), cwd=tmp_path)
+
+        first = json.loads((tmp_path / "demo" / "run-1.json").read_text(encoding="utf-8"))
+        second = json.loads((tmp_path / "demo" / "run-2.json").read_text(encoding="utf-8"))
+        assert result.returncode == 0, result.stderr
+        assert first["counts"]["created"] == 487
+        assert first["counts"]["failed"] == 0
+        assert second["counts"]["unchanged"] == 500
+        assert second["changes"] == []
+        assert "1 access token(s)" in result.stdout
+
+
+class TestExampleConfig:
+    def test_sync_update_plan_status(
+        self, example: tuple[Path, dict[str, str]], emulator_process: str
+    ) -> None:
+        """The example config syncs, a title change sends one minimal PUT, plan and status work."""
+        folder, env = example
+        config = str(folder / "staffsync.toml")
+
+        first = staffsync("--config", config, "sync", "--report-json", "r1.json",
+                          cwd=folder, env=env)
+        rows = list(csv.DictReader((folder / "sailpoint_identities.csv").open(encoding="utf-8")))
+        rows[1]["title"] = "Head of Everything"
+        with (folder / "sailpoint_identities.csv").open("w", encoding="utf-8", newline="") as out:
+            writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+            writer.writeheader()
+            writer.writerows(rows)
+        planned = staffsync("--config", config, "plan", cwd=folder, env=env)
+        second = staffsync("--config", config, "sync", cwd=folder, env=env)
+        status = staffsync("--config", config, "status", "--format", "json", cwd=folder, env=env)
+
+        users = emulator_json(emulator_process, "/__emulator/users")
+        puts = [r for r in emulator_json(emulator_process, "/__emulator/requests")
+                if r["method"] == "PUT"]
+        assert first.returncode == 0, first.stderr
+        assert json.loads((folder / "r1.json").read_text(encoding="utf-8"))["counts"]["created"] == 487
+        assert len(users) == 487
+        assert {u["status"] for u in users} == {"pending"}
+        assert planned.returncode == 0, planned.stderr
+        assert "Head of Everything" in planned.stdout
+        assert second.returncode == 0, second.stderr
+        assert len(puts) == 1
+        assert puts[0]["body"] == {"position": "Head of Everything"}
+        assert status.returncode == 0, status.stderr
+        assert [run["status"] for run in json.loads(status.stdout)["runs"]] == [
+            "succeeded", "succeeded"]
+
+    def test_plan_json_is_the_report(self, example: tuple[Path, dict[str, str]]) -> None:
+        """``plan --format json`` prints the run report and nothing else on stdout."""
+        folder, env = example
+
+        result = staffsync("--config", str(folder / "staffsync.toml"), "plan", "--format", "json",
+                           cwd=folder, env=env)
+
+        report = json.loads(result.stdout)
+        assert result.returncode == 0, result.stderr
+        assert report["dry_run"] is True
+        assert report["counts"]["created"] == 487
+        assert len(report["changes"]) == 487
+
+
+class TestExitCodes:
+    def test_bad_config_is_2(self, tmp_path: Path) -> None:
+        """An invalid configuration exits 2 and names the key."""
+        config = tmp_path / "bad.toml"
+        config.write_text("[staffbase]\nmax_concurrency = 0\n", encoding="utf-8")
+
+        result = staffsync("--config", str(config), "sync", cwd=tmp_path)
+
+        assert result.returncode == 2
+        assert "[staffbase] max_concurrency" in result.stderr
+
+    def test_missing_export_is_1(self, example: tuple[Path, dict[str, str]]) -> None:
+        """An export that does not exist fails the run with exit 1 and says which file."""
+        folder, env = example
+        env = {**env, "STAFFSYNC_SOURCE__PATH": "missing.csv"}
+
+        result = staffsync("--config", str(folder / "staffsync.toml"), "sync",
+                           "--report-json", "r.json", cwd=folder, env=env)
+
+        report = json.loads((folder / "r.json").read_text(encoding="utf-8"))
+        assert result.returncode == 1
+        assert report["status"] == "failed"
+        assert "missing.csv" in report["error"]
+
+    def test_rejected_rows_are_4_and_held_plan_is_3(
+        self, example: tuple[Path, dict[str, str]]
+    ) -> None:
+        """A run with rejected rows exits 4; a run the guards hold exits 3."""
+        folder, env = example
+        config = str(folder / "staffsync.toml")
+        export = folder / "sailpoint_identities.csv"
+        lines = export.read_text(encoding="utf-8").splitlines(keepends=True)
+        staffsync("--config", config, "sync", cwd=folder, env=env)
+
+        export.write_text("".join([*lines[:5], "E999999,,,,,,,,,nonsense,\n", *lines[5:]]),
+                          encoding="utf-8")
+        partial = staffsync("--config", config, "sync", cwd=folder, env=env)
+        export.write_text("".join(lines[:100]), encoding="utf-8")
+        held = staffsync("--config", config, "sync", cwd=folder, env=env)
+
+        assert partial.returncode == 4, partial.stdout + partial.stderr
+        assert held.returncode == 3, held.stdout + held.stderr
+        assert "--approve" in held.stdout
+
+    def test_db_upgrade_and_current(self, tmp_path: Path) -> None:
+        """``db upgrade`` creates the schema and ``db current`` reports it."""
+        env = {"STAFFSYNC_STATE__URL": f"sqlite:///{tmp_path / 's.db'}"}
+
+        upgraded = staffsync("db", "upgrade", cwd=tmp_path, env=env)
+        current = staffsync("db", "current", cwd=tmp_path, env=env)
+
+        assert upgraded.returncode == 0, upgraded.stderr
+        assert "state database at revision 0001 (was empty)" in upgraded.stdout
+        assert "current: 0001" in current.stdout
