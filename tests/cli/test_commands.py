@@ -21,8 +21,9 @@ if TYPE_CHECKING:
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 
-def staffsync(*args: str, cwd: Path, env: dict[str, str] | None = None,
-              timeout: float = 120) -> subprocess.CompletedProcess[str]:
+def staffsync(
+    *args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
     """Run ``python -m staffsync ARGS`` and return the finished process."""
     return subprocess.run(
         [sys.executable, "-m", "staffsync", *args],
@@ -58,7 +59,7 @@ def emulator_process(tmp_path: Path) -> Iterator[str]:
 
 @pytest.fixture
 def example(tmp_path: Path, emulator_process: str) -> tuple[Path, dict[str, str]]:
-    """The example folder copied to a temporary one, and the environment aiming it at the emulator."""
+    """A temporary copy of the example folder, and the environment aiming it at the emulator."""
     folder = tmp_path / "examples"
     shutil.copytree(EXAMPLES, folder, ignore=shutil.ignore_patterns("*.db*", "__pycache__"))
     env = {
@@ -101,8 +102,9 @@ class TestExampleConfig:
         folder, env = example
         config = str(folder / "staffsync.toml")
 
-        first = staffsync("--config", config, "sync", "--report-json", "r1.json",
-                          cwd=folder, env=env)
+        first = staffsync(
+            "--config", config, "sync", "--report-json", "r1.json", cwd=folder, env=env
+        )
         rows = list(csv.DictReader((folder / "sailpoint_identities.csv").open(encoding="utf-8")))
         rows[1]["title"] = "Head of Everything"
         with (folder / "sailpoint_identities.csv").open("w", encoding="utf-8", newline="") as out:
@@ -114,10 +116,15 @@ class TestExampleConfig:
         status = staffsync("--config", config, "status", "--format", "json", cwd=folder, env=env)
 
         users = emulator_json(emulator_process, "/__emulator/users")
-        puts = [r for r in emulator_json(emulator_process, "/__emulator/requests")
-                if r["method"] == "PUT"]
+        puts = [
+            r
+            for r in emulator_json(emulator_process, "/__emulator/requests")
+            if r["method"] == "PUT"
+        ]
         assert first.returncode == 0, first.stderr
-        assert json.loads((folder / "r1.json").read_text(encoding="utf-8"))["counts"]["created"] == 487
+        assert (
+            json.loads((folder / "r1.json").read_text(encoding="utf-8"))["counts"]["created"] == 487
+        )
         assert len(users) == 487
         assert {u["status"] for u in users} == {"pending"}
         assert planned.returncode == 0, planned.stderr
@@ -127,14 +134,23 @@ class TestExampleConfig:
         assert puts[0]["body"] == {"position": "Head of Everything"}
         assert status.returncode == 0, status.stderr
         assert [run["status"] for run in json.loads(status.stdout)["runs"]] == [
-            "succeeded", "succeeded"]
+            "succeeded",
+            "succeeded",
+        ]
 
     def test_plan_json_is_the_report(self, example: tuple[Path, dict[str, str]]) -> None:
         """``plan --format json`` prints the run report and nothing else on stdout."""
         folder, env = example
 
-        result = staffsync("--config", str(folder / "staffsync.toml"), "plan", "--format", "json",
-                           cwd=folder, env=env)
+        result = staffsync(
+            "--config",
+            str(folder / "staffsync.toml"),
+            "plan",
+            "--format",
+            "json",
+            cwd=folder,
+            env=env,
+        )
 
         report = json.loads(result.stdout)
         assert result.returncode == 0, result.stderr
@@ -159,8 +175,15 @@ class TestExitCodes:
         folder, env = example
         env = {**env, "STAFFSYNC_SOURCE__PATH": "missing.csv"}
 
-        result = staffsync("--config", str(folder / "staffsync.toml"), "sync",
-                           "--report-json", "r.json", cwd=folder, env=env)
+        result = staffsync(
+            "--config",
+            str(folder / "staffsync.toml"),
+            "sync",
+            "--report-json",
+            "r.json",
+            cwd=folder,
+            env=env,
+        )
 
         report = json.loads((folder / "r.json").read_text(encoding="utf-8"))
         assert result.returncode == 1
@@ -177,8 +200,9 @@ class TestExitCodes:
         lines = export.read_text(encoding="utf-8").splitlines(keepends=True)
         staffsync("--config", config, "sync", cwd=folder, env=env)
 
-        export.write_text("".join([*lines[:5], "E999999,,,,,,,,,nonsense,\n", *lines[5:]]),
-                          encoding="utf-8")
+        export.write_text(
+            "".join([*lines[:5], "E999999,,,,,,,,,nonsense,\n", *lines[5:]]), encoding="utf-8"
+        )
         partial = staffsync("--config", config, "sync", cwd=folder, env=env)
         export.write_text("".join(lines[:100]), encoding="utf-8")
         held = staffsync("--config", config, "sync", cwd=folder, env=env)
