@@ -70,22 +70,18 @@ class UTCDateTime(sa.TypeDecorator[datetime]):
 users = sa.Table(
     "users",
     metadata,
-    sa.Column("key", sa.Text, primary_key=True, comment="HR employee key = Staffbase externalID"),
+    sa.Column("key", sa.Text, primary_key=True),  # HR employee key = Staffbase externalID
     sa.Column("staffbase_id", sa.Text, nullable=False, unique=True),
-    sa.Column("status", sa.Text, nullable=False, comment="Staffbase status as last seen"),
-    sa.Column(
-        "hr_active",
-        sa.Boolean,
-        nullable=False,
-        comment="whether HR listed the person as active when last applied",
-    ),
-    sa.Column("fields", sa.JSON, nullable=False, comment="flat Staffbase fields as applied"),
-    sa.Column("manager_key", sa.Text, nullable=True, comment="the manager's HR key as applied"),
-    sa.Column("groups", sa.JSON, nullable=True, comment="group names as applied"),
+    sa.Column("status", sa.Text, nullable=False),  # Staffbase status as last seen
+    # Whether HR listed the person as active when a record was last applied.
+    sa.Column("hr_active", sa.Boolean, nullable=False),
+    sa.Column("fields", sa.JSON, nullable=False),  # flat Staffbase fields as applied
+    sa.Column("manager_key", sa.Text, nullable=True),  # the manager's HR key as applied
+    sa.Column("groups", sa.JSON, nullable=True),  # group names as applied
     sa.Column("email_key", sa.Text, nullable=True, index=True),
     sa.Column("match_value", sa.Text, nullable=True, index=True),
     sa.Column("record_hash", sa.LargeBinary(16), nullable=True),
-    sa.Column("left_at", UTCDateTime, nullable=True, comment="when HR stopped listing as active"),
+    sa.Column("left_at", UTCDateTime, nullable=True),  # when HR stopped listing as active
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
 )
@@ -97,12 +93,12 @@ runs = sa.Table(
     sa.Column("mode", sa.Text, nullable=False),
     sa.Column("dry_run", sa.Boolean, nullable=False),
     sa.Column("trigger", sa.Text, nullable=False),
-    sa.Column("status", sa.Text, nullable=False, comment="running, succeeded, partial, …"),
+    sa.Column("status", sa.Text, nullable=False),  # running, succeeded, partial, …
     sa.Column("started_at", UTCDateTime, nullable=False, index=True),
     sa.Column("finished_at", UTCDateTime, nullable=True),
     sa.Column("plan_id", sa.Text, nullable=True),
     sa.Column("counts", sa.JSON, nullable=True),
-    sa.Column("report", sa.JSON, nullable=True, comment="the run report, long lists cut"),
+    sa.Column("report", sa.JSON, nullable=True),  # the run report, long lists cut
     sa.Column("error", sa.Text, nullable=True),
 )
 
@@ -112,13 +108,14 @@ plans = sa.Table(
     sa.Column("id", sa.Text, primary_key=True),
     sa.Column("run_id", sa.Text, nullable=False),
     sa.Column("mode", sa.Text, nullable=False),
-    sa.Column("status", sa.Text, nullable=False, comment="held, applying, applied, superseded"),
+    # held, applying, applied, superseded or interrupted
+    sa.Column("status", sa.Text, nullable=False),
     sa.Column("reason", sa.Text, nullable=True),
     sa.Column("source_fingerprint", sa.Text, nullable=False),
     sa.Column("state_version", sa.BigInteger, nullable=False),
     sa.Column("only_keys", sa.JSON, nullable=True),
     sa.Column("counts", sa.JSON, nullable=False),
-    sa.Column("report", sa.JSON, nullable=True, comment="rejects and warnings found when planning"),
+    sa.Column("report", sa.JSON, nullable=True),  # rejects and warnings found when planning
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("finished_at", UTCDateTime, nullable=True),
 )
@@ -128,14 +125,14 @@ changes = sa.Table(
     metadata,
     sa.Column("id", sa.BigInteger().with_variant(sa.Integer, "sqlite"), primary_key=True),
     sa.Column("plan_id", sa.Text, nullable=False),
-    sa.Column("seq", sa.BigInteger, nullable=False, comment="order of execution within the plan"),
+    sa.Column("seq", sa.BigInteger, nullable=False),  # order of execution within the plan
     sa.Column("phase", sa.Integer, nullable=False),
     sa.Column("action", sa.Text, nullable=False),
     sa.Column("key", sa.Text, nullable=False),
     sa.Column("staffbase_id", sa.Text, nullable=True),
-    sa.Column("data", sa.JSON, nullable=False, comment="what to send and the before/after values"),
-    sa.Column("state", sa.Text, nullable=False, comment="planned, sent, done, failed, skipped"),
-    sa.Column("outcome", sa.Text, nullable=True, comment="the action actually taken, or the error"),
+    sa.Column("data", sa.JSON, nullable=False),  # what to send and the before/after values
+    sa.Column("state", sa.Text, nullable=False),  # planned, sent, done, failed, skipped
+    sa.Column("outcome", sa.Text, nullable=True),  # the action actually taken, or the error
     sa.Column("updated_at", UTCDateTime, nullable=True),
     sa.Index("ix_changes_plan_id_seq", "plan_id", "seq"),
     sa.Index("ix_changes_state", "state"),
