@@ -63,6 +63,18 @@ class TestLoadSettings:
         with pytest.raises(ConfigError, match=r"\[staffbase\] max_concurrency: .*got -1"):
             load_settings(config)
 
+    def test_unknown_staffbase_field_is_rejected(self, tmp_path: Path) -> None:
+        """A [mapping.fields] target that is no Staffbase user field fails at load."""
+        config = write(
+            tmp_path / "c.toml",
+            '[mapping.fields]\nemail = "work_email"\ntitle = "job_title"\n',
+        )
+
+        with pytest.raises(
+            ConfigError, match=r"\[mapping\] fields: .*unknown Staffbase user field 'title'"
+        ):
+            load_settings(config)
+
     def test_invalid_secret_value_is_not_echoed(self, tmp_path: Path) -> None:
         """A rejected secret is named by its key but its value is never shown."""
         config = write(tmp_path / "c.toml", "[staffbase]\nclient_secret = 12345\n")

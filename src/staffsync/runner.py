@@ -54,6 +54,11 @@ __all__ = ["RunFailed", "RunRequest", "execute_run", "new_id"]
 
 log = structlog.get_logger(__name__)
 
+MAX_LOGGED_ISSUES = 100
+"""Rejected rows, and warnings, logged one event each per run; the report lists more."""
+
+MAX_LOGGED_VALUE_CHARS = 200
+
 
 class RunFailed(Exception):
     """The run cannot go on; the message says why and what to do. Nothing more is written."""
@@ -209,6 +214,7 @@ class _Run:
         try:
             hold = check_guards(plan, self.settings)
             fill_report_from_plan(self.report, plan, source_location=self._source_location())
+            _log_record_issues(plan, self._source_location())
             if self.request.dry_run:
                 self._finish_dry_run(plan, hold)
                 return
@@ -362,6 +368,36 @@ class _Run:
             )
         else:
             self.report.finish("succeeded", _now())
+
+
+def _log_record_issues(plan: Plan, source_location: str) -> None:
+    """Log each rejected row and each warning, up to :data:`MAX_LOGGED_ISSUES` of each."""
+    kinds = (
+        ("record_rejected", "rejected", plan.rejected),
+        ("record_warning", "warnings", plan.warnings),
+    )
+    for event, kind, issues in kinds:
+        for issue in issues.items[:MAX_LOGGED_ISSUES]:
+            value = issue.value
+            if value is not None and len(value) > MAX_LOGGED_VALUE_CHARS:
+                value = value[: MAX_LOGGED_VALUE_CHARS - 3] + "..."
+            log.warning(
+                event,
+                file=source_location,
+                line=issue.line,
+                key=issue.key,
+                field=issue.field,
+                value=value,
+                message=issue.message,
+            )
+        if issues.total > MAX_LOGGED_ISSUES:
+            log.warning(
+                "record_issues_not_logged",
+                kind=kind,
+                logged=MAX_LOGGED_ISSUES,
+                total=issues.total,
+                message="the run report lists the others",
+            )
 
 
 def _take(

@@ -162,6 +162,7 @@ class MappingSettings(_Section):
         if "email" not in value:
             msg = "[mapping.fields] must map 'email', the address Staffbase invites and identifies"
             raise ValueError(msg)
+        # A misspelt Staffbase field would otherwise fail every record at send time.
         for target in value:
             validate_field_name(target)
         return value

@@ -3,8 +3,9 @@
 A record names its manager by a reference (the manager's key, or the value of the field
 named by ``[mapping] manager_match``). The manager's row may be anywhere in the export,
 or only in the state database when this run did not change it. A reference that cannot
-be resolved, that points at the person, or that closes a cycle is a warning: the person
-is synced without that manager, and nobody is rejected for it.
+be resolved, that points at the person, that closes a cycle, or that names someone with
+no Staffbase user (an inactive or rejected row) is a warning: the person is synced
+without that manager, and nobody is rejected for it.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import sqlalchemy as sa
 from staffsync.sources.base import RecordIssue
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
 
     from staffsync.planning.staging import StagingTables
 
@@ -60,6 +61,7 @@ class _Lookups:
     ) -> None:
         self.connection = connection
         self.staging = tables.staging
+        self.desired = tables.desired
         self.baseline = baseline
         self.by_match_value = by_match_value
         self.parents: dict[str, str | None] = {}
@@ -101,6 +103,31 @@ class _Lookups:
                 self.parents[key] = manager_key
         for key in missing:
             self.parents.setdefault(key, None)
+
+    def keys_without_user(self, keys: set[str]) -> set[str]:
+        """Return the keys that have no Staffbase user and get none in this run.
+
+        Every baseline row has a user. Anyone else gets one only from an accepted,
+        active record of this run; an inactive or rejected row never creates one.
+        """
+        without = set(keys)
+        for batch in _batches(sorted(keys)):
+            without.difference_update(
+                self.connection.execute(
+                    sa.select(self.baseline.c.key).where(self.baseline.c.key.in_(batch))
+                ).scalars()
+            )
+        for batch in _batches(sorted(without)):
+            without.difference_update(
+                self.connection.execute(
+                    sa.select(self.desired.c.key).where(
+                        self.desired.c.key.in_(batch),
+                        self.desired.c.active,
+                        sa.not_(self.desired.c.rejected),
+                    )
+                ).scalars()
+            )
+        return without
 
     def lines_of(self, keys: Sequence[str]) -> dict[str, int]:
         """Return the export line of each key that has one."""
@@ -167,6 +194,7 @@ def resolve_managers(
         else:
             resolved[candidate.key] = next(iter(keys))
 
+    _drop_managers_without_user(candidates, resolved, lookups, warn)
     cycles = _find_cycles(resolved, lookups)
     lines = lookups.lines_of(sorted({key for path in cycles.values() for key in path}))
     by_key = {c.key: c for c in candidates}
@@ -179,6 +207,40 @@ def resolve_managers(
         )
         resolved[key] = None
     return resolved, warnings
+
+
+def _drop_managers_without_user(
+    candidates: Sequence[ManagerCandidate],
+    resolved: dict[str, str | None],
+    lookups: _Lookups,
+    warn: Callable[[ManagerCandidate, str], None],
+) -> None:
+    """Warn about and drop managers that will have no Staffbase user after this run.
+
+    Their id cannot be sent, so keeping the reference would plan the same update on
+    every run without ever sending it.
+    """
+    managers = {manager for manager in resolved.values() if manager is not None}
+    without_user = lookups.keys_without_user(managers)
+    if not without_user:
+        return
+
+    lines = lookups.lines_of(sorted(without_user))
+    for candidate in candidates:
+        manager = resolved[candidate.key]
+        if manager not in without_user:
+            continue
+        where = [f"key {manager!r}"] if manager != candidate.ref else []
+        if manager in lines:
+            where.append(f"line {lines[manager]}")
+        shown = f" ({', '.join(where)})" if where else ""
+        warn(
+            candidate,
+            f"manager {candidate.ref!r}{shown} has no Staffbase user, because HR lists them as"
+            " inactive or their row was rejected; the person is synced without a manager"
+            " until the manager has one",
+        )
+        resolved[candidate.key] = None
 
 
 def _find_cycles(resolved: dict[str, str | None], lookups: _Lookups) -> dict[str, list[str]]:

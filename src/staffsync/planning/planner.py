@@ -107,6 +107,8 @@ class Plan:
     leavers_withheld: int
     remote: RemoteTables | None = None
     """For a full resync, the users read from Staffbase that the plan was made against."""
+    leavers_withheld_reason: str = ""
+    """The reason the ``leavers_withheld`` people were not deactivated, as a clause for messages."""
 
     @property
     def deactivations(self) -> int:
@@ -193,7 +195,10 @@ def build_plan(
     planner = _Planner(connection, settings, mapper, tables, remote, options)
 
     planner.ingest(source)
-    if planner.records == 0 and not settings.safety.allow_empty_source:
+    # An export whose rows were all rejected is not empty: its rejects are reported, and
+    # the leavers step withholds leavers.
+    nothing_read = planner.records == 0 and planner.rejected.total == 0
+    if nothing_read and not settings.safety.allow_empty_source:
         tables.drop(connection)
         msg = (
             "the export holds no records; refusing to treat everyone as a leaver. If the"
@@ -269,6 +274,7 @@ class _Planner:
         self.unchanged = 0
         self.seq = 0
         self.leavers_withheld = 0
+        self.leavers_withheld_reason = ""
         self.deferred = self._load_deferred()
         self.plan_rows: list[tuple[Any, ...]] = []
         self.orphans: list[dict[str, Any]] = []
@@ -300,7 +306,8 @@ class _Planner:
                         None,
                         fields[0],
                         _shown(values[0]),
-                        "the employee key is empty; the row is skipped",
+                        f"the employee key {fields[0]!r} is empty; the row is skipped: every"
+                        " row needs the key, which becomes the person's Staffbase externalID",
                     )
                 )
                 continue
@@ -318,10 +325,12 @@ class _Planner:
 
     def _reject(self, issue: RecordIssue) -> None:
         self.rejected.add(issue)
-        if issue.key is None:
+        # A source reports the key as written (" E1"), so it is cleaned as staging reads it.
+        key = self.mapper.clean_key(issue.key)
+        if key is None:
             self.unidentified += 1
         else:
-            self.protected.add(issue.key)
+            self.protected.add(key)
 
     # -- checks across rows ------------------------------------------------------------
 
@@ -516,6 +525,7 @@ class _Planner:
             by_match_value=self.by_match_value,
         )
         self.warnings.extend(warnings)
+        self._forget_hashes({issue.key for issue in warnings if issue.key is not None})
         updates = [{"k": key, "m": manager} for key, manager in resolved.items()]
         for start in range(0, len(updates), MAP_BATCH):
             self.connection.execute(
@@ -524,6 +534,27 @@ class _Planner:
                 .values(manager_key=sa.bindparam("m")),
                 updates[start : start + MAP_BATCH],
             )
+
+    def _forget_hashes(self, keys: set[str]) -> None:
+        """Store no record hash for ``keys``, so the next run maps and checks them again.
+
+        A manager reference that failed may resolve later (the manager's row appears or
+        becomes active) without the person's own row changing, and its warning should
+        stay in every report until the reference is fixed.
+        """
+        desired = self.tables.desired
+        ordered = sorted(keys)
+        for start in range(0, len(ordered), MAP_BATCH):
+            batch = ordered[start : start + MAP_BATCH]
+            rows = self.connection.execute(
+                sa.select(desired.c.key, desired.c.data).where(desired.c.key.in_(batch))
+            ).all()
+            for key, data in rows:
+                self.connection.execute(
+                    sa.update(desired)
+                    .where(desired.c.key == key)
+                    .values(data={**data, "record_hash": None})
+                )
 
     def adopt_by_email(self) -> None:
         """Match new people to Staffbase users without externalID by e-mail, any letter case.
@@ -600,8 +631,12 @@ class _Planner:
         ).all()
 
         deactivate = self.settings.policy.orphans == "deactivate"
+        if deactivate and (self.unidentified or self._every_row_rejected()):
+            # As with leavers: an unreadable or wholly rejected row may be an orphan's.
+            deactivate = False
+            log.warning("orphans_not_deactivated", orphans=len(keyed) + len(loose))
         for external_id, staffbase_id, status, fields in [*keyed, *loose]:
-            acted = deactivate and status == "activated"
+            acted = deactivate and status == "activated" and external_id not in self.protected
             self.orphans.append(
                 {
                     "staffbase_id": staffbase_id,
@@ -688,11 +723,15 @@ class _Planner:
             query = query.where(baseline.c.key.in_(sorted(self.options.only_keys)))
 
         leavers = self.connection.execute(query).mappings().all()
-        if self.unidentified and leavers:
+        if leavers and self.unidentified:
             # A row whose key could not be read may belong to any of these people.
-            self.leavers_withheld = len(leavers)
-            log.warning(
-                "leavers_withheld", leavers=len(leavers), unidentified_rows=self.unidentified
+            self._withhold_leavers(len(leavers), "some rows could not be read and may be theirs")
+            return
+        if leavers and self._every_row_rejected():
+            # A new status vocabulary, date format or column layout rejects every row:
+            # such an export does not show who left.
+            self._withhold_leavers(
+                len(leavers), "every row of the export was rejected, so it does not show who left"
             )
             return
 
@@ -702,6 +741,27 @@ class _Planner:
             state = self._fresh_status(_state_of(row, baseline))
             for change in plan_for_leaver(state, self.settings, reason="absent"):
                 self._add(change)
+
+    def _withhold_leavers(self, count: int, reason: str) -> None:
+        self.leavers_withheld = count
+        self.leavers_withheld_reason = reason
+        log.warning(
+            "leavers_withheld", leavers=count, unidentified_rows=self.unidentified, reason=reason
+        )
+
+    def _every_row_rejected(self) -> bool:
+        """Tell whether rows were rejected and no row was accepted."""
+        if not self.rejected.total:
+            return False
+        staging = self.tables.staging
+        # Keys of accepted rows are unique, so one more than the protected keys is enough
+        # to find a row that is neither rejected nor deferred.
+        keys = self.connection.execute(
+            sa.select(staging.c.key)
+            .where(sa.not_(staging.c.rejected))
+            .limit(len(self.protected) + 1)
+        ).scalars()
+        return all(key in self.protected and key not in self.deferred for key in keys)
 
     def _fresh_status(self, state: dict[str, Any]) -> dict[str, Any]:
         """Return ``state`` with the status Staffbase shows now, for a leaver thought pending."""
@@ -823,6 +883,7 @@ class _Planner:
             active_synced=active_synced,
             leavers_withheld=self.leavers_withheld,
             remote=self.remote,
+            leavers_withheld_reason=self.leavers_withheld_reason,
         )
 
 

@@ -58,8 +58,8 @@ def fill_report_from_plan(report: RunReport, plan: Plan, *, source_location: str
                 "file": source_location,
                 "message": (
                     f"{plan.leavers_withheld} people missing from the export were not deactivated,"
-                    " because some rows could not be read and may be theirs; fix the rejected"
-                    " rows to let leavers go"
+                    f" because {plan.leavers_withheld_reason}; fix the rejected rows to let"
+                    " leavers go"
                 ),
             }
         )
