@@ -49,9 +49,14 @@ class CliOptions:
             _fail(str(exc), EXIT_USAGE)
 
     def configure_logging(self, settings: Settings | None, *, default_format: str) -> None:
-        """Set up logging: console on stderr for commands, the configured format for ``run``."""
+        """Set up logging on stderr, in either format, for every command except ``run``.
+
+        Standard output is left to the command's own output, such as the JSON of
+        ``plan --format json`` or ``status --format json``.
+        """
         level = self.log_level or (settings.ops.log_level if settings else "info")
-        configure_logging(self.log_format or default_format, level)  # type: ignore[arg-type]
+        fmt = self.log_format or default_format
+        configure_logging(fmt, level, stream=sys.stderr)  # type: ignore[arg-type]
         if settings is not None:
             register_settings_secrets(settings)
 
