@@ -302,7 +302,9 @@ class MetricSamples:
 
     def __init__(self, text: str) -> None:
         self.samples: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+        self.families: set[str] = set()
         for family in text_string_to_metric_families(text):
+            self.families.add(family.name)
             for sample in family.samples:
                 key = (sample.name, frozenset(sample.labels.items()))
                 self.samples[key] = sample.value
