@@ -112,7 +112,10 @@ def daemon_config(
     ops_port: int | None = None,
     **sections: dict[str, Any],
 ) -> Path:
-    """Write a config for a daemon aimed at the emulator; ``sections`` extend the defaults."""
+    """Write a config for a daemon aimed at the emulator; ``sections`` extend the defaults.
+
+    A key given as None in ``sections`` is left out of the file.
+    """
     values: dict[str, dict[str, Any]] = {
         "source": {"path": str(export)},
         "staffbase": {
@@ -135,7 +138,9 @@ def daemon_config(
         },
     }
     for section, overrides in sections.items():
-        values.setdefault(section, {}).update(overrides)
+        merged = {**values.get(section, {}), **overrides}
+        # None removes a key, for values that come from secret files or the environment.
+        values[section] = {key: value for key, value in merged.items() if value is not None}
     return write_config(path, values)
 
 
