@@ -139,6 +139,11 @@ class TestStatusCommand:
 class TestCommandStreams:
     """Log lines go to stderr, so a command's standard output stays machine-readable."""
 
+    @pytest.fixture
+    def state_url(self, sqlite_url: str) -> str:
+        """Where the log lines go does not depend on the state database."""
+        return sqlite_url
+
     def test_plan_json_with_json_logs(self, bench: Bench) -> None:
         """plan --format json prints one JSON document even with --log-format json."""
         bench.write_export([person(n) for n in range(1, 4)])
