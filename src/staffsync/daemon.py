@@ -51,8 +51,9 @@ def run_daemon(settings: Settings) -> int:
             metrics.RUN_LOCK_SKIPPED.inc()
             log.warning("run_skipped", mode=mode, reason="run lock held", holder=exc.holder)
         except Exception:
-            # execute_run counts the runs that reach a report. One that fails before, such
-            # as when the state database is down, is counted here; the scheduler logs it.
+            # execute_run counts the runs that reach a report. A run that fails before
+            # that, such as when the state database is down, is counted here, and the
+            # scheduler logs its exception.
             metrics.RUNS.labels(mode=mode, status="failed").inc()
             raise
 

@@ -1,9 +1,9 @@
 """No secret reaches a log line, a report, ``status`` output or a row of the state database.
 
-One test makes runs of every kind with faults on: command-line syncs with an OAuth client
-secret from a secret file, with an API token from the environment and with a wrong
-client secret; a daemon whose PostgreSQL URL carries the password; ``check`` and
-``status``. It then searches everything they wrote for the client secrets, the API
+One test makes runs of every kind with faults on. Command-line syncs use an OAuth client
+secret from a secret file, an API token from the environment, and a wrong client
+secret. A daemon's PostgreSQL URL carries the password, and ``check`` and ``status``
+run too. The test then searches everything they wrote for the client secrets, the API
 token, every access token the emulator issued, and the database password.
 """
 

@@ -90,7 +90,7 @@ class TestStatusCommand:
     """``staffsync status`` lists runs, held plans and failing records."""
 
     def test_json(self, history: History) -> None:
-        """The JSON form holds the runs newest first, the held plan and the failing record."""
+        """The JSON form lists the runs newest first, the held plan and the failing record."""
         result = run_command(history.config, "status", "--format", "json")
         newest = run_command(history.config, "status", "--format", "json", "--runs", "1")
 

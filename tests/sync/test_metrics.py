@@ -76,6 +76,7 @@ class Runs:
             },
         )
         bench.faults(error_rate=0.2, rate_limit_per_second=20)
+
         settings = bench.settings(
             staffbase=StaffbaseSettings(
                 base_url=bench.emulator.base_url,
@@ -92,12 +93,14 @@ class Runs:
         self.started = time.time()
         self.partial: RunReport = bench.sync(settings)
         self.emulator_stats = bench.stats()
+
         bench.faults(error_rate=0, rate_limit_per_second=None)
         for row in rows[:3]:
             row["title"] = "Lead"
-        # Person 5 leaves HR too, so the full run has no failing record left.
+        # Persons 36 to 40 leave, and person 5 too, so the full run has no failing record.
         bench.write_export([row for row in rows[:-6] if row["employee_id"] != "E0005"] + rows[-1:])
         bench.sign_in()
+
         self.full: RunReport = bench.sync(settings, mode="full")
         self.finished = time.time()
         self.all_stats = bench.stats()
@@ -138,7 +141,7 @@ class TestMetricValues:
         assert defined <= delta.after.families
 
     def test_runs_and_duration(self, observed: tuple[Runs, Delta]) -> None:
-        """Runs count by mode and status; the histogram holds each run's duration."""
+        """Runs count by mode and status, and the histogram records each run's duration."""
         runs, delta = observed
 
         # Both runs rejected the row with the bad e-mail, so both ended partial.
@@ -152,7 +155,7 @@ class TestMetricValues:
             assert delta.value("staffsync_run_duration_seconds_sum", mode=mode) > 0
 
     def test_last_success(self, observed: tuple[Runs, Delta]) -> None:
-        """The last-success gauge of each mode holds the end time of its run."""
+        """The last-success gauge of each mode is set to the end time of its run."""
         runs, delta = observed
 
         for mode in ("incremental", "full"):

@@ -237,8 +237,8 @@ class _PhaseRun:
             if not self.queue and not self._load_page():
                 return
             item = self.queue.popleft()
-            # Worker threads start with empty context variables; each change runs in a
-            # copy of this thread's, so its log lines carry the run_id too.
+            # Worker threads start with empty context variables, so each change runs in a
+            # copy of this thread's context, and its log lines carry the run_id too.
             context = contextvars.copy_context()
             self.in_flight[pool.submit(context.run, execute, self.client, item)] = item
 

@@ -35,7 +35,7 @@ __all__ = ["AdvisoryKey", "RunLock", "RunLockHeld", "acquire_run_lock", "advisor
 
 log = structlog.get_logger(__name__)
 
-# Arbitrary constant that tells staffsync's run lock from other advisory locks.
+# Arbitrary constant that distinguishes staffsync's run lock from other advisory locks.
 RUN_LOCK_CLASS = 0x57AF_5C02
 POLL_SECONDS = 0.5
 
@@ -81,8 +81,8 @@ class AdvisoryKey:
 def advisory_key(connection: sa.Connection, purpose: int) -> AdvisoryKey:
     """Return the advisory lock key of ``purpose`` for the connection's current schema."""
     schema = connection.execute(sa.text("SELECT current_schema()")).scalar_one()
-    # CRC-32 is stable across processes and versions, unlike Python's hash(); the top bit
-    # is cleared so that the key reads the same as an int4 and as pg_locks' unsigned oid.
+    # CRC-32 gives the same number in every process and version, unlike Python's hash().
+    # The top bit is cleared, so the key reads the same as an int4 and as pg_locks' oid.
     return AdvisoryKey(purpose, zlib.crc32(str(schema).encode("utf-8")) & 0x7FFF_FFFF)
 
 

@@ -26,7 +26,7 @@ __all__ = ["SchemaOutdated", "current_revision", "ensure_schema", "head_revision
 log = structlog.get_logger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-# Arbitrary constant that tells staffsync's migration lock from other advisory locks.
+# Arbitrary constant that distinguishes staffsync's migration lock from other advisory locks.
 MIGRATION_LOCK_CLASS = 0x57AF_5C01
 
 
