@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from rich.console import Console
+from sqlalchemy.exc import SQLAlchemyError
 
 from staffsync import __version__
-from staffsync.logs import configure_logging, register_settings_secrets
+from staffsync.logs import configure_logging, redact_text, register_settings_secrets
 from staffsync.render import print_plan, print_status, print_summary
 from staffsync.runner import RunRequest, execute_run
 from staffsync.settings import ConfigError, Settings, load_settings, resolve_config_path
@@ -305,7 +306,15 @@ def run(options: CliOptions) -> None:
         settings.ops.log_format = options.log_format  # type: ignore[assignment]
     if options.log_level:
         settings.ops.log_level = options.log_level  # type: ignore[assignment]
-    sys.exit(run_daemon(settings))
+    try:
+        code = run_daemon(settings)
+    except (ConfigError, StateDatabaseError) as exc:
+        _fail(str(exc), EXIT_USAGE)
+    except (OSError, SQLAlchemyError) as exc:
+        # The ops address cannot be bound, or the state database cannot be migrated.
+        # A supervisor (systemd, Docker, Kubernetes) starts the daemon again later.
+        _fail(f"the daemon could not start: {redact_text(str(exc))}")
+    sys.exit(code)
 
 
 def _add_emulator_command() -> None:
