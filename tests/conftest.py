@@ -11,12 +11,17 @@ import pytest
 import sqlalchemy as sa
 
 from staffsync.emulator import EmulatorServer
+from tests.postgres_gate import PostgresGate
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.pluginmanager.register(PostgresGate(), "staffsync-postgres-gate")
 
 
 def _postgres_admin_url() -> str:

@@ -14,9 +14,10 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from rich.console import Console
+from sqlalchemy.exc import SQLAlchemyError
 
 from staffsync import __version__
-from staffsync.logs import configure_logging, register_settings_secrets
+from staffsync.logs import configure_logging, redact_text, register_settings_secrets
 from staffsync.render import print_plan, print_status, print_summary
 from staffsync.runner import RunRequest, execute_run
 from staffsync.settings import ConfigError, Settings, load_settings, resolve_config_path
@@ -49,9 +50,14 @@ class CliOptions:
             _fail(str(exc), EXIT_USAGE)
 
     def configure_logging(self, settings: Settings | None, *, default_format: str) -> None:
-        """Set up logging: console on stderr for commands, the configured format for ``run``."""
+        """Set up logging on stderr, in either format, for every command except ``run``.
+
+        Standard output is left to the command's own output, such as the JSON of
+        ``plan --format json`` or ``status --format json``.
+        """
         level = self.log_level or (settings.ops.log_level if settings else "info")
-        configure_logging(self.log_format or default_format, level)  # type: ignore[arg-type]
+        fmt = self.log_format or default_format
+        configure_logging(fmt, level, stream=sys.stderr)  # type: ignore[arg-type]
         if settings is not None:
             register_settings_secrets(settings)
 
@@ -300,7 +306,15 @@ def run(options: CliOptions) -> None:
         settings.ops.log_format = options.log_format  # type: ignore[assignment]
     if options.log_level:
         settings.ops.log_level = options.log_level  # type: ignore[assignment]
-    sys.exit(run_daemon(settings))
+    try:
+        code = run_daemon(settings)
+    except (ConfigError, StateDatabaseError) as exc:
+        _fail(str(exc), EXIT_USAGE)
+    except (OSError, SQLAlchemyError) as exc:
+        # The ops address cannot be bound, or the state database cannot be migrated.
+        # A supervisor (systemd, Docker, Kubernetes) starts the daemon again later.
+        _fail(f"the daemon could not start: {redact_text(str(exc))}")
+    sys.exit(code)
 
 
 def _add_emulator_command() -> None:

@@ -50,6 +50,12 @@ def run_daemon(settings: Settings) -> int:
         except RunLockHeld as exc:
             metrics.RUN_LOCK_SKIPPED.inc()
             log.warning("run_skipped", mode=mode, reason="run lock held", holder=exc.holder)
+        except Exception:
+            # execute_run counts the runs that reach a report. A run that fails before
+            # that, such as when the state database is down, is counted here, and the
+            # scheduler logs its exception.
+            metrics.RUNS.labels(mode=mode, status="failed").inc()
+            raise
 
     readiness = make_readiness(
         check_db=lambda: _check_db(engine),

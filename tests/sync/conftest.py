@@ -15,12 +15,16 @@ if TYPE_CHECKING:
 
 
 @pytest.fixture
-def bench(emulator: EmulatorServer, tmp_path: Path, sqlite_url: str) -> Bench:
-    """A bench on a fresh emulator tenant and a new SQLite state file."""
-    return Bench(emulator=emulator, folder=tmp_path, state_url=sqlite_url)
+def bench(emulator: EmulatorServer, tmp_path: Path, state_url: str) -> Bench:
+    """A bench on a fresh emulator tenant, run once on SQLite and once on PostgreSQL.
+
+    Nearly every sync test depends on the planner's and the journal's SQL, so each runs
+    on both state backends.
+    """
+    return Bench(emulator=emulator, folder=tmp_path, state_url=state_url)
 
 
 @pytest.fixture
-def any_bench(emulator: EmulatorServer, tmp_path: Path, state_url: str) -> Bench:
-    """A bench run once on SQLite and once on PostgreSQL."""
-    return Bench(emulator=emulator, folder=tmp_path, state_url=state_url)
+def any_bench(bench: Bench) -> Bench:
+    """The same as ``bench``: a bench run once on SQLite and once on PostgreSQL."""
+    return bench

@@ -179,6 +179,11 @@ class TestIncrementalSync:
 
 
 class TestTokens:
+    @pytest.fixture
+    def state_url(self, sqlite_url: str) -> str:
+        """Token handling never touches the state database, so SQLite alone will do."""
+        return sqlite_url
+
     def test_one_token_for_five_hundred_creates(self, bench: Bench) -> None:
         """Creating 500 users fetches exactly one access token."""
         bench.write_export(roster(500))

@@ -10,6 +10,7 @@ early, after the requests in flight have finished and been recorded.
 
 from __future__ import annotations
 
+import contextvars
 import threading
 import time
 from collections import Counter, deque
@@ -236,7 +237,10 @@ class _PhaseRun:
             if not self.queue and not self._load_page():
                 return
             item = self.queue.popleft()
-            self.in_flight[pool.submit(execute, self.client, item)] = item
+            # Worker threads start with empty context variables, so each change runs in a
+            # copy of this thread's context, and its log lines carry the run_id too.
+            context = contextvars.copy_context()
+            self.in_flight[pool.submit(context.run, execute, self.client, item)] = item
 
     def _load_page(self) -> bool:
         """Journal the next page of changes as sent and queue them; False when none are left."""

@@ -366,8 +366,14 @@ class StaffbaseClient:
         except httpx.TransportError:
             metrics.STAFFBASE_REQUESTS.labels(method=method, route=route, status="error").inc()
             raise
-        # NOTE: a request rejected with 401 (an expired token) is replayed inside the auth
-        # flow, so only the replay's status is counted here.
+        # A request rejected with 401 (an expired token) is replayed inside the auth flow;
+        # httpx keeps the 401 response in the history of the replay's response.
+        # NOTE: when the replay is rejected too, the auth flow raises and neither 401 is
+        # counted; that ends the run with AuthenticationFailed.
+        for earlier in response.history:
+            metrics.STAFFBASE_REQUESTS.labels(
+                method=method, route=route, status=str(earlier.status_code)
+            ).inc()
         status = response.status_code
         metrics.STAFFBASE_REQUESTS.labels(method=method, route=route, status=str(status)).inc()
         logger.debug("staffbase_request", method=method, route=route, status=status)

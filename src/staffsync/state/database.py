@@ -14,6 +14,12 @@ if TYPE_CHECKING:
 __all__ = ["StateDatabaseError", "create_state_engine", "is_sqlite", "sqlite_path", "state_url"]
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
+POSTGRES_CONNECT_TIMEOUT_SECONDS = 10
+"""How long a PostgreSQL connection may take, unless the URL sets ``connect_timeout``.
+
+Without a limit, a server or proxy that accepts the TCP connection but never responds
+would hang the run and ``/readyz`` for good.
+"""
 
 
 class StateDatabaseError(Exception):
@@ -59,13 +65,21 @@ def sqlite_path(url: sa.URL) -> Path:
 def create_state_engine(settings: StateSettings) -> sa.Engine:
     """Create the engine for the state database, with SQLite tuned for one daemon.
 
+    PostgreSQL connections time out after ``POSTGRES_CONNECT_TIMEOUT_SECONDS`` unless
+    the URL sets ``connect_timeout`` itself.
+
     SQLite gets WAL journaling, a busy timeout, foreign keys, and real transactions:
     Python 3.11's sqlite3 module does not begin a transaction before SELECT statements, so
     autocommit is turned off in the driver and SQLAlchemy emits BEGIN itself.
     """
     url = state_url(settings)
     if not is_sqlite(url):
-        return sa.create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=5)
+        connect_args = {}
+        if "connect_timeout" not in url.query:
+            connect_args["connect_timeout"] = POSTGRES_CONNECT_TIMEOUT_SECONDS
+        return sa.create_engine(
+            url, pool_pre_ping=True, pool_size=5, max_overflow=5, connect_args=connect_args
+        )
 
     path = sqlite_path(url)
     path.parent.mkdir(parents=True, exist_ok=True)

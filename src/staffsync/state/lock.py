@@ -3,6 +3,10 @@
 SQLite uses an OS file lock beside the database file; PostgreSQL a session advisory lock
 held on the run's own connection. Both are released by the operating system or the
 server when the holder dies, so a killed run never blocks the next one.
+
+A PostgreSQL state database is one schema (the first one on the search path), so the
+advisory lock is keyed by that schema: deployments that keep their state in different
+schemas of one database do not wait for each other.
 """
 
 from __future__ import annotations
@@ -12,9 +16,10 @@ import json
 import os
 import socket
 import time
+import zlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import sqlalchemy as sa
 import structlog
@@ -26,13 +31,15 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
-__all__ = ["RunLock", "RunLockHeld", "acquire_run_lock"]
+__all__ = ["AdvisoryKey", "RunLock", "RunLockHeld", "acquire_run_lock", "advisory_key"]
 
 log = structlog.get_logger(__name__)
 
-# Arbitrary constant shared by every staffsync process on one PostgreSQL database.
-RUN_LOCK_KEY = 0x57AF_5_1C_0002
+# Arbitrary constant that distinguishes staffsync's run lock from other advisory locks.
+RUN_LOCK_CLASS = 0x57AF_5C02
 POLL_SECONDS = 0.5
+
+AdvisoryFunction = Literal["pg_advisory_lock", "pg_try_advisory_lock", "pg_advisory_unlock"]
 
 
 class RunLockHeld(Exception):
@@ -55,6 +62,28 @@ class RunLock:
         if self.connection is None:
             return
         self.connection.execute(sa.text("SELECT 1"))
+
+
+@dataclass(frozen=True)
+class AdvisoryKey:
+    """The two 32-bit keys of a PostgreSQL advisory lock: its purpose and the schema."""
+
+    purpose: int
+    schema: int
+
+    def call(self, connection: sa.Connection, function: AdvisoryFunction) -> bool:
+        """Call an advisory lock function with this key and return its result as a bool."""
+        statement = f"SELECT {function}(CAST(:purpose AS integer), CAST(:schema AS integer))"
+        params = {"purpose": self.purpose, "schema": self.schema}
+        return bool(connection.execute(sa.text(statement), params).scalar())
+
+
+def advisory_key(connection: sa.Connection, purpose: int) -> AdvisoryKey:
+    """Return the advisory lock key of ``purpose`` for the connection's current schema."""
+    schema = connection.execute(sa.text("SELECT current_schema()")).scalar_one()
+    # CRC-32 gives the same number in every process and version, unlike Python's hash().
+    # The top bit is cleared, so the key reads the same as an int4 and as pg_locks' oid.
+    return AdvisoryKey(purpose, zlib.crc32(str(schema).encode("utf-8")) & 0x7FFF_FFFF)
 
 
 def describe_holder(run_id: str) -> str:
@@ -122,19 +151,17 @@ def _advisory_lock(
 ) -> Iterator[sa.Connection]:
     deadline = None if wait_seconds is None else time.monotonic() + wait_seconds
     connection = engine.connect()
+    key: AdvisoryKey | None = None
     try:
         # The application name lets a waiting process name the holder from pg_stat_activity.
         connection.execute(
             sa.text("SELECT set_config('application_name', :name, false)"),
-            {
-                "name": f"staffsync {holder}"[:63],
-            },
+            {"name": f"staffsync {holder}"[:63]},
         )
-        while not connection.execute(
-            sa.text("SELECT pg_try_advisory_lock(:key)"), {"key": RUN_LOCK_KEY}
-        ).scalar_one():
+        key = advisory_key(connection, RUN_LOCK_CLASS)
+        while not key.call(connection, "pg_try_advisory_lock"):
             if deadline is not None and time.monotonic() >= deadline:
-                raise RunLockHeld(_advisory_holder(connection))
+                raise RunLockHeld(_advisory_holder(connection, key))
             connection.commit()
             time.sleep(POLL_SECONDS if deadline is None else min(POLL_SECONDS, wait_seconds or 0))
         connection.commit()
@@ -143,20 +170,24 @@ def _advisory_lock(
     finally:
         with contextlib.suppress(sa.exc.DBAPIError):
             connection.rollback()
-            connection.execute(sa.text("SELECT pg_advisory_unlock(:key)"), {"key": RUN_LOCK_KEY})
+            if key is not None:
+                key.call(connection, "pg_advisory_unlock")
             connection.commit()
         connection.close()
 
 
-def _advisory_holder(connection: sa.Connection) -> str:
+def _advisory_holder(connection: sa.Connection, key: AdvisoryKey) -> str:
+    # pg_locks lists the advisory locks of every database on the server, so the query
+    # keeps to this one. The two-key form stores its keys in classid and objid.
     row = connection.execute(
         sa.text(
             "SELECT a.application_name, a.client_addr, a.backend_start"
             " FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-            " WHERE l.locktype = 'advisory' AND l.granted"
-            " AND ((l.classid::bigint << 32) | l.objid::bigint) = :key"
+            " WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 2"
+            " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+            " AND l.classid::bigint = :purpose AND l.objid::bigint = :schema"
         ),
-        {"key": RUN_LOCK_KEY},
+        {"purpose": key.purpose, "schema": key.schema},
     ).first()
     connection.rollback()
     if row is None:

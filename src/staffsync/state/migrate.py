@@ -6,7 +6,6 @@ import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
 import structlog
 from alembic import command
 from alembic.config import Config
@@ -15,17 +14,20 @@ from alembic.script import ScriptDirectory
 from filelock import FileLock
 
 from staffsync.state.database import is_sqlite, sqlite_path
+from staffsync.state.lock import advisory_key
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+    import sqlalchemy as sa
 
 __all__ = ["SchemaOutdated", "current_revision", "ensure_schema", "head_revision", "upgrade"]
 
 log = structlog.get_logger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
-# Arbitrary constant shared by every staffsync process on one PostgreSQL database.
-MIGRATION_LOCK_KEY = 0x57AF_5_1C_0001
+# Arbitrary constant that distinguishes staffsync's migration lock from other advisory locks.
+MIGRATION_LOCK_CLASS = 0x57AF_5C01
 
 
 class SchemaOutdated(Exception):
@@ -65,15 +67,14 @@ def _migration_lock(engine: sa.Engine) -> Iterator[sa.Connection]:
         return
 
     with engine.connect() as connection:
-        connection.execute(sa.text("SELECT pg_advisory_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+        key = advisory_key(connection, MIGRATION_LOCK_CLASS)
+        key.call(connection, "pg_advisory_lock")
         connection.commit()
         try:
             yield connection
         finally:
             connection.rollback()
-            connection.execute(
-                sa.text("SELECT pg_advisory_unlock(:key)"), {"key": MIGRATION_LOCK_KEY}
-            )
+            key.call(connection, "pg_advisory_unlock")
             connection.commit()
 
 
