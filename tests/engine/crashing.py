@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 
 
 class SimulatedCrash(BaseException):
-    """Ends a run where it stands, like SIGKILL.
+    """Ends a run at that point, like SIGKILL.
 
     It derives from BaseException so that no ``except Exception`` in the engine records
     anything for it: the journal keeps the change ``sent`` with no outcome, exactly what
@@ -29,7 +29,7 @@ class CrashingClient(StaffbaseClient):
         settings: The ``[staffbase]`` settings.
         method: ``POST`` (create) or ``PUT`` (update, deactivation, reactivation).
         nth: Which write of that method crashes, counting from 1.
-        after_sending: Crash once Staffbase has applied the request (its answer is
+        after_sending: Crash once Staffbase has applied the request (its response is
             lost) rather than before the request leaves.
     """
 

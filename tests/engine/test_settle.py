@@ -51,7 +51,7 @@ def settings(bench: Bench) -> Settings:
 
 class TestCrashedCreate:
     def test_applied_create_is_not_sent_again(self, bench: Bench, settings: Settings) -> None:
-        """A create whose answer was lost is found by externalID, not posted again."""
+        """A create whose response was lost is found by externalID, not posted again."""
         bench.write_export([person(1)])
         crash_run(bench, settings, method="POST", after_sending=True)
         assert journal_states(bench.state_url) == {"sent": 1}
