@@ -88,6 +88,27 @@ class TestCrashedCreate:
         assert bench.sync(settings).changes == []
 
 
+    def test_failed_check_leaves_change_open(self, bench: Bench, settings: Settings) -> None:
+        """A check that keeps failing leaves the change open, and the run goes on."""
+        bench.write_export([person(1)])
+        crash_run(bench, settings, method="POST", after_sending=True)
+        bench.faults(error_rate=1.0)
+        settings.staffbase.max_attempts = 2
+        settings.staffbase.retry_initial_wait_seconds = 0.01
+
+        failing = bench.sync(settings)
+
+        assert failing.status == "partial"
+        assert journal_states(bench.state_url) == {"sent": 1, "failed": 1}
+        bench.faults(error_rate=0.0)
+        settled = bench.sync(settings)
+        assert settled.status == "succeeded"
+        assert settled.counts["created"] == 0
+        assert journal_states(bench.state_url) == {"done": 1, "failed": 1}
+        assert list(bench.users()) == ["E0001"]
+        assert bench.sync(settings).changes == []
+
+
 class TestCrashedUpdate:
     def test_applied_update_is_not_sent_again(self, bench: Bench, settings: Settings) -> None:
         """An update that reached Staffbase before the crash is confirmed by reading it back."""

@@ -19,6 +19,7 @@ import structlog
 from staffsync.engine.actions import GONE, Outcome, WorkItem
 from staffsync.engine.journal import record_outcomes
 from staffsync.planning.model import Action
+from staffsync.staffbase.errors import RecordFailed
 from staffsync.staffbase.model import read_user_fields
 from staffsync.state import schema
 
@@ -34,10 +35,12 @@ log = structlog.get_logger(__name__)
 
 @dataclass
 class SettleResult:
-    """How many open changes were confirmed as applied and how many were abandoned."""
+    """How many open changes were confirmed as applied, abandoned, or left open."""
 
     confirmed: int = 0
     abandoned: int = 0
+    unsettled: int = 0
+    """Changes whose check failed (Staffbase kept failing); the next run checks them again."""
 
 
 def settle_open_intents(
@@ -45,12 +48,16 @@ def settle_open_intents(
 ) -> SettleResult:
     """Settle every change journaled as sent but never recorded, then close old plans.
 
-    Up to ``concurrency`` changes are checked against Staffbase at once; each result is
-    committed as soon as it is known, so a crash while settling loses none of them.
+    Up to ``concurrency`` changes are checked against Staffbase at once. Each result is
+    committed as soon as it is known, so a crash while settling loses none of them. A
+    change whose check fails (Staffbase keeps returning 429 or 5xx) stays open for the
+    next run. Planning may meanwhile make the same change again, which is safe: a create
+    meets the externalID taken and adopts the user, other changes are sent again, and
+    the old change is later confirmed or abandoned by what Staffbase shows then.
 
     Raises:
-        StaffbaseError: a check failed; the changes not yet settled stay open for the
-            next run.
+        FatalStaffbaseError: a check failed in a way every request would (rejected
+            credentials); the changes not yet settled stay open for the next run.
     """
     changes, plans = schema.changes, schema.plans
     result = SettleResult()
@@ -97,6 +104,7 @@ def settle_open_intents(
             "open_changes_settled",
             confirmed=result.confirmed,
             abandoned=result.abandoned,
+            unsettled=result.unsettled,
             interrupted_plans=interrupted,
         )
     return result
@@ -148,7 +156,14 @@ def _settle_batch(
         try:
             for future in as_completed(futures):
                 item = futures[future]
-                outcome = future.result()
+                try:
+                    outcome = future.result()
+                except RecordFailed as exc:
+                    log.warning(
+                        "open_change_unsettled", key=item.key, action=item.action, error=str(exc)
+                    )
+                    result.unsettled += 1
+                    continue
                 if outcome is None:
                     connection.execute(
                         sa.update(changes)
