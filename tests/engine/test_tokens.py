@@ -96,7 +96,9 @@ class TestTokenLifetime:
         assert bench.stats()["responses"].get("401", 0) == 0
         print(f"span {span:.2f} s, {len(clock.tokens)} tokens, gaps {gaps}")
         # Each renewal is made by the first request after the cached token's renew time.
-        assert all(renewal <= gap < renewal + 0.5 for gap in gaps), gaps
+        # The renew time counts from just before a token request's hook sees it, hence
+        # the small allowance below the renewal interval.
+        assert all(renewal - 0.05 <= gap < renewal + 0.5 for gap in gaps), gaps
 
 
 class TestRevokedTokens:
