@@ -88,6 +88,23 @@ def finish_and_check(
     assert again.report["counts"]["failed"] == 0, context
 
 
+def first_load_config(tmp_path: Path, emulator: EmulatorProcess, state_url: str) -> Path:
+    """Write the export and a config that paces 2,000 creates over about 13 seconds.
+
+    Unpaced, the creates take a few seconds, too few for most kills to land while
+    the run sends.
+    """
+    export = tmp_path / "export.csv"
+    write_export(export, PEOPLE)
+    return write_config(
+        tmp_path / "staffsync.toml",
+        emulator=emulator,
+        export=export,
+        state_url=state_url,
+        staffbase={"max_requests_per_second": 150},
+    )
+
+
 def check_kills_spread(loop: KillLoop, seed: int) -> None:
     landed = loop.landed()
     context = f"seed {seed}; attempts: {loop.summary()}"
@@ -103,20 +120,13 @@ class TestKilledFirstLoad:
     ) -> None:
         """Creating 2,000 people, killed 22 times, ends with each of them exactly once."""
         seed = 4101
-        export = tmp_path / "export.csv"
-        write_export(export, PEOPLE)
-        config = write_config(
-            tmp_path / "staffsync.toml",
-            emulator=emulator_process,
-            export=export,
-            state_url=sqlite_url,
-        )
+        config = first_load_config(tmp_path, emulator_process, sqlite_url)
 
         loop = KillLoop(config, sqlite_url, random.Random(seed), emulator_process)
         loop.run(KILLS)
 
         check_kills_spread(loop, seed)
-        finish_and_check(emulator_process, config, export, sqlite_url, seed, loop)
+        finish_and_check(emulator_process, config, tmp_path / "export.csv", sqlite_url, seed, loop)
 
     @pytest.mark.postgres
     def test_postgres_with_dropped_connections(
@@ -124,14 +134,7 @@ class TestKilledFirstLoad:
     ) -> None:
         """With 5 % of connections dropped (some after the user was created) it still converges."""
         seed = 4102
-        export = tmp_path / "export.csv"
-        write_export(export, PEOPLE)
-        config = write_config(
-            tmp_path / "staffsync.toml",
-            emulator=emulator_process,
-            export=export,
-            state_url=postgres_url,
-        )
+        config = first_load_config(tmp_path, emulator_process, postgres_url)
         emulator_process.faults(drop_rate=0.05)
 
         loop = KillLoop(config, postgres_url, random.Random(seed), emulator_process)
@@ -140,7 +143,9 @@ class TestKilledFirstLoad:
         check_kills_spread(loop, seed)
         stats = emulator_process.stats()
         assert stats["dropped"]["after"] > 0, f"seed {seed}"
-        finish_and_check(emulator_process, config, export, postgres_url, seed, loop)
+        finish_and_check(
+            emulator_process, config, tmp_path / "export.csv", postgres_url, seed, loop
+        )
 
 
 class TestKilledUpdates:
@@ -162,17 +167,17 @@ class TestKilledUpdates:
 
         write_export(export, PEOPLE, changed=0.10, leavers=0.02)
         after = {row["employee_id"] for row in read_export(export)}
-        # About 240 changes at 50 requests a second keep each run busy for several
-        # seconds, so that most kills land while it sends.
+        # About 240 changes, and status lookups of 40 leavers, at 30 requests a second
+        # keep each run busy for several seconds, so that most kills land while it sends.
         write_config(
             config_path,
             emulator=emulator_process,
             export=export,
             state_url=sqlite_url,
-            staffbase={"max_requests_per_second": 50},
+            staffbase={"max_requests_per_second": 30},
         )
         loop = KillLoop(
-            config, sqlite_url, random.Random(seed), emulator_process, apply_delay_s=(1.0, 3.0)
+            config, sqlite_url, random.Random(seed), emulator_process, apply_delay_s=(1.2, 3.5)
         )
         loop.run(KILLS)
 

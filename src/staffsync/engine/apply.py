@@ -1,13 +1,13 @@
 """Apply a stored plan: journal each change, send it from a bounded pool, record outcomes.
 
-The main thread owns the database: it marks the next few changes ``sent`` and commits
-(never more than the pool's window ahead of what is in flight, so that a crash leaves
-few changes for the next run to settle), hands them to ``max_concurrency`` worker
-threads that talk to Staffbase, and writes their outcomes in small transactions as
-they arrive. The Staffbase client paces and retries the
-requests; a record that still fails is recorded as failed and the run goes on. Only a
-run-wide failure (credentials rejected, the run lock lost) or a stop request ends the run
-early, after the requests in flight have finished and been recorded.
+The main thread owns the database. It marks the next window of changes ``sent`` and
+commits, hands them to ``max_concurrency`` worker threads that talk to Staffbase, and
+writes their outcomes in small transactions as they arrive. Journaling at most one
+window ahead of what is in flight leaves few changes for the next run to settle after
+a crash. The Staffbase client paces and retries the requests; a record that still
+fails is recorded as failed and the run goes on. Only a run-wide failure (credentials
+rejected, the run lock lost) or a stop request ends the run early, after the requests
+in flight have finished and been recorded.
 """
 
 from __future__ import annotations
