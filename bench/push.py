@@ -17,8 +17,8 @@ capped near ``concurrency / latency`` whatever the limit. ``--postgres`` keeps
 the state in a throw-away schema of that PostgreSQL database instead of a SQLite file.
 
 The emulator's token bucket starts full, with one second's worth of requests, so a
-phase may begin with a burst above the limit: over a run of N / LIMIT seconds that
-adds about LIMIT / N to the measured share. The numbers depend on the machine; record
+phase may begin with a burst above the limit. Over a run of N / LIMIT seconds, that
+burst adds about LIMIT / N to the measured share. The numbers depend on the machine; record
 them with its description.
 """
 
@@ -61,7 +61,7 @@ CHANGE_KINDS = ("created", "updated", "deactivated", "reactivated", "deleted")
 
 @dataclass
 class PhaseResult:
-    """What one sync of the benchmark did."""
+    """Counts and timing of one sync of the benchmark."""
 
     name: str
     changes: int

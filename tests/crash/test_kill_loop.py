@@ -1,9 +1,9 @@
 """``staffsync sync`` killed with SIGKILL at random moments converges without duplicates.
 
-Each test starts the emulator as a process, kills a real ``python -m staffsync sync``
-20 or more times (during start-up, while it settles the changes an earlier kill left
-open, and while it sends), restarts it each time, lets a last run finish and then
-compares every user of the tenant with the export. The delays come from a seeded
+Each test starts the emulator as a process and kills a real ``python -m staffsync
+sync`` 20 or more times: during start-up, while it settles the changes an earlier kill
+left open, and while it sends. It restarts the sync each time, lets a last run finish,
+and then compares every user of the tenant with the export. The delays come from a seeded
 random source; the seed is in every assertion message.
 """
 
