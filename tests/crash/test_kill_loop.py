@@ -71,6 +71,9 @@ def finish_and_check(
         emulator.users(), read_export(export), deactivated_keys=deactivated_keys
     )
     assert problems == [], context
+    # The emulator rejects a second user with the same externalID, so duplicates cannot
+    # appear in the tenant; a create sent again blindly would show up as a 409 instead.
+    assert emulator.stats()["responses"].get("409", 0) == 0, context
 
     engine = sa.create_engine(state_url)
     with engine.connect() as connection:
