@@ -87,7 +87,6 @@ class TestCrashedCreate:
         assert PUTS not in bench.stats()["requests"]
         assert bench.sync(settings).changes == []
 
-
     def test_failed_check_leaves_change_open(self, bench: Bench, settings: Settings) -> None:
         """A check that keeps failing leaves the change open, and the run goes on."""
         bench.write_export([person(1)])

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
 
 __all__ = ["upsert"]
 
+
 def upsert(
     connection: sa.Connection,
     table: sa.Table,
