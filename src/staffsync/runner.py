@@ -170,6 +170,17 @@ def _client_scope(settings: Settings, given: StaffbaseClient | None) -> Iterator
 
 
 def _insert_run(connection: sa.Connection, report: RunReport, request: RunRequest) -> None:
+    # This run holds the run lock, so a run still recorded as running ended without
+    # finishing its record: its process was killed or its host went down.
+    runs = schema.runs
+    connection.execute(
+        sa.update(runs)
+        .where(runs.c.status == "running")
+        .values(
+            status="failed",
+            error="the run ended without recording a result (its process was killed or lost)",
+        )
+    )
     connection.execute(
         sa.insert(schema.runs).values(
             id=report.run_id,
@@ -205,7 +216,12 @@ class _Run:
 
     def run(self) -> None:
         if not self.request.dry_run:
-            settle_open_intents(self.connection, self.clients.get(), self.now)
+            settle_open_intents(
+                self.connection,
+                self.clients.get(),
+                self.now,
+                concurrency=self.settings.staffbase.max_concurrency,
+            )
         if self.request.approve:
             self._approve(self.request.approve)
             return

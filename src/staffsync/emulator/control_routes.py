@@ -42,7 +42,10 @@ async def get_stats(request: Request) -> JSONResponse:
 
 
 async def list_write_requests(request: Request) -> JSONResponse:
-    """The last write requests received by the API, oldest first, with their JSON bodies."""
+    """The last write requests that reached an API route, oldest first, with their bodies.
+
+    ``response_sent`` is false for a request whose response was dropped after processing.
+    """
     return JSONResponse(list(emulator_of(request).stats.writes))
 
 

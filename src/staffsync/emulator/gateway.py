@@ -102,8 +102,9 @@ class ApiGateway:
         stats = emulator.stats
         route = self._route_template(scope)
         stats.requests[f"{scope['method']} {route}"] += 1
+        logged: dict[str, Any] = {"method": scope["method"], "path": scope["path"], "route": route}
         if scope["method"] in WRITE_METHODS:
-            receive = _logging_receive(receive, stats.writes, scope, route)
+            receive = _logging_receive(receive, stats.writes, logged)
         await emulator.faults.delay()
 
         verdict = emulator.faults.judge()
@@ -139,6 +140,7 @@ class ApiGateway:
 
         if drop_after:
             stats.dropped_after += 1
+            logged["response_sent"] = False
             await _abort_connection(scope)
 
     def _route_template(self, scope: Scope) -> str:
@@ -187,9 +189,14 @@ def _header(scope: Scope, name: bytes) -> str | None:
 
 
 def _logging_receive(
-    receive: Receive, log: deque[dict[str, Any]], scope: Scope, route: str
+    receive: Receive, log: deque[dict[str, Any]], entry: dict[str, Any]
 ) -> Receive:
-    """Wrap ``receive`` so the request body is kept in ``log`` once it has been read."""
+    """Wrap ``receive`` so that ``entry`` is added to ``log`` once the request body is read.
+
+    Only a request that reaches its route has its body read, so rate-limited, failed and
+    dropped-before requests are not logged. ``entry`` gets the body, and ``response_sent``
+    is true unless the gateway drops the connection instead of sending the response.
+    """
     chunks: list[bytes] = []
 
     async def wrapped() -> Message:
@@ -202,9 +209,8 @@ def _logging_receive(
                     body: Any = json.loads(raw) if raw else None
                 except ValueError:
                     body = raw.decode("utf-8", "replace")
-                log.append(
-                    {"method": scope["method"], "path": scope["path"], "route": route, "body": body}
-                )
+                entry.update(body=body, response_sent=True)
+                log.append(entry)
         return message
 
     return wrapped

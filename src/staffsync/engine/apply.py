@@ -1,11 +1,13 @@
 """Apply a stored plan: journal each change, send it from a bounded pool, record outcomes.
 
-The main thread owns the database: it marks a page of changes ``sent`` and commits,
-hands them to ``max_concurrency`` worker threads that talk to Staffbase, and writes their
-outcomes in small transactions as they arrive. The Staffbase client paces and retries the
-requests; a record that still fails is recorded as failed and the run goes on. Only a
-run-wide failure (credentials rejected, the run lock lost) or a stop request ends the run
-early, after the requests in flight have finished and been recorded.
+The main thread owns the database. It marks the next window of changes ``sent`` and
+commits, hands them to ``max_concurrency`` worker threads that talk to Staffbase, and
+writes their outcomes in small transactions as they arrive. Journaling at most one
+window ahead of what is in flight leaves few changes for the next run to settle after
+a crash. The Staffbase client paces and retries the requests; a record that still
+fails is recorded as failed and the run goes on. Only a run-wide failure (credentials
+rejected, the run lock lost) or a stop request ends the run early, after the requests
+in flight have finished and been recorded.
 """
 
 from __future__ import annotations
@@ -202,6 +204,9 @@ class _PhaseRun:
 
         self.window = settings.staffbase.max_concurrency * 2
         self.queue: deque[WorkItem] = deque()
+        """Changes read from the journal, still ``planned``."""
+        self.journaled: deque[WorkItem] = deque()
+        """Changes marked ``sent`` and committed, waiting for a free worker."""
         self.in_flight: dict[Future[Outcome], WorkItem] = {}
         self.outcomes: list[Outcome] = []
         self.last_seq = -1
@@ -225,25 +230,40 @@ class _PhaseRun:
                 self._flush_if_due()
 
         self._flush()
-        unsent = [item.change_id for item in self.queue]
+        unsent = [item.change_id for item in self.journaled]
         revert_unsent(self.connection, unsent)
         self.connection.commit()
-        if unsent and not self.result.stopped and not self.result.fatal:
-            msg = f"{len(unsent)} changes were journaled but not sent"
+        if (unsent or self.queue) and not self.result.stopped and not self.result.fatal:
+            msg = f"{len(unsent) + len(self.queue)} changes of phase {self.phase} were not sent"
             raise RuntimeError(msg)
 
     def _fill(self, pool: ThreadPoolExecutor) -> None:
         while len(self.in_flight) < self.window:
-            if not self.queue and not self._load_page():
+            if not self.journaled and not self._journal_next():
                 return
-            item = self.queue.popleft()
+            item = self.journaled.popleft()
             # Worker threads start with empty context variables, so each change runs in a
             # copy of this thread's context, and its log lines carry the run_id too.
             context = contextvars.copy_context()
             self.in_flight[pool.submit(context.run, execute, self.client, item)] = item
 
+    def _journal_next(self) -> bool:
+        """Mark the next window of queued changes sent and commit; False when none are left.
+
+        The intent is committed before any of these requests goes out. Journaling one
+        window at a time keeps the changes that a crash leaves open (those in flight,
+        journaled, or with an outcome not yet flushed) to a few dozen.
+        """
+        if not self.queue and not self._load_page():
+            return False
+        batch = [self.queue.popleft() for _ in range(min(self.window, len(self.queue)))]
+        mark_sent(self.connection, [item.change_id for item in batch], self.now())
+        self.connection.commit()
+        self.journaled.extend(batch)
+        return True
+
     def _load_page(self) -> bool:
-        """Journal the next page of changes as sent and queue them; False when none are left."""
+        """Queue the next page of planned changes; False when none are left."""
         if self.exhausted:
             return False
         changes = schema.changes
@@ -287,8 +307,6 @@ class _PhaseRun:
                     verify_before_create=self.settings.staffbase.verify_before_create,
                 )
             )
-        mark_sent(self.connection, [row.id for row in rows], self.now())
-        self.connection.commit()
         return True
 
     def _staffbase_ids(self, keys: set[str]) -> dict[str, str]:
@@ -310,8 +328,9 @@ class _PhaseRun:
                 if self.result.fatal is None:
                     self.result.fatal = str(exc)
                     log.error("run_aborted", reason=str(exc), key=item.key)  # noqa: TRY400 (the reason says it all)
-                # The request was refused as a whole, so nothing happened to this record.
-                self.queue.appendleft(item)
+                # The request was refused as a whole, so nothing happened to this record:
+                # it goes back to planned with the other journaled changes.
+                self.journaled.appendleft(item)
             except Exception as exc:
                 log.exception("change_crashed", key=item.key, action=item.action)
                 self.outcomes.append(Outcome(item, "failed", message=f"internal error: {exc!r}"))

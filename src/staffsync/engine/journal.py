@@ -75,13 +75,20 @@ def bump_state_version(connection: sa.Connection) -> None:
 
 
 def record_outcomes(connection: sa.Connection, outcomes: Sequence[Outcome], now: datetime) -> None:
-    """Store each outcome: the journal entry, the user's state row, and failure tracking."""
+    """Store each outcome: the journal entry, the user's state row, and failure tracking.
+
+    The rows of many outcomes are written with a few multi-row statements, because the
+    main thread records outcomes while the workers wait for more changes to send.
+    """
     if not outcomes:
         return
-    stored_fields = _current_fields(connection, [o.item.key for o in outcomes])
 
-    for outcome in outcomes:
-        _record_one(connection, outcome, stored_fields.get(outcome.item.key), now)
+    for batch in _batches_of_distinct_keys(outcomes):
+        writes = _Writes(now)
+        stored_fields = _current_fields(connection, [o.item.key for o in batch])
+        for outcome in batch:
+            _record_one(writes, outcome, stored_fields.get(outcome.item.key), now)
+        writes.execute(connection)
     bump_state_version(connection)
 
 
@@ -131,30 +138,102 @@ def _current_fields(connection: sa.Connection, keys: list[str]) -> dict[str, dic
     return {key: {"fields": fields or {}, "groups": groups} for key, fields, groups in rows}
 
 
+def _batches_of_distinct_keys(outcomes: Sequence[Outcome]) -> list[list[Outcome]]:
+    """Split ``outcomes`` into batches in which each key appears once, keeping their order.
+
+    The writes of one batch are grouped by statement, so two outcomes of one person in a
+    batch could be applied in the wrong order.
+    """
+    batches: list[list[Outcome]] = []
+    keys_of_last: set[str] = set()
+    for outcome in outcomes:
+        if not batches or outcome.item.key in keys_of_last:
+            batches.append([])
+            keys_of_last = set()
+        batches[-1].append(outcome)
+        keys_of_last.add(outcome.item.key)
+    return batches
+
+
+class _Writes:
+    """The state rows that a batch of outcomes changes, written by statement kind."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+        self.changes: list[dict[str, Any]] = []
+        self.failures: list[tuple[str, str, str]] = []
+        self.cleared_failures: list[str] = []
+        self.deleted_users: list[str] = []
+        self.updated_users: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+        self.upserted_users: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+
+    def update_user(self, key: str, values: dict[str, Any]) -> None:
+        self.updated_users.setdefault(tuple(sorted(values)), []).append({**values, "key": key})
+
+    def upsert_user(self, values: dict[str, Any]) -> None:
+        self.upserted_users.setdefault(tuple(sorted(values)), []).append(values)
+
+    def execute(self, connection: sa.Connection) -> None:
+        users, changes, failures = schema.users, schema.changes, schema.failures
+        # executemany needs bound parameter names that differ from the column names.
+        if self.changes:
+            connection.execute(
+                sa.update(changes)
+                .where(changes.c.id == sa.bindparam("p_id"))
+                .values(
+                    state=sa.bindparam("p_state"),
+                    outcome=sa.bindparam("p_outcome"),
+                    staffbase_id=sa.bindparam("p_staffbase_id"),
+                    updated_at=self.now,
+                ),
+                self.changes,
+            )
+        for key, action, message in self.failures:
+            _record_failure(connection, key, action, message, self.now)
+        for keys in _chunks(self.cleared_failures):
+            connection.execute(sa.delete(failures).where(failures.c.key.in_(keys)))
+        for keys in _chunks(self.deleted_users):
+            connection.execute(sa.delete(users).where(users.c.key.in_(keys)))
+
+        for columns, rows in self.updated_users.items():
+            connection.execute(
+                sa.update(users)
+                .where(users.c.key == sa.bindparam("p_key"))
+                .values({name: sa.bindparam(f"p_{name}") for name in columns}),
+                [{f"p_{name}": value for name, value in row.items()} for row in rows],
+            )
+        for rows in self.upserted_users.values():
+            upsert(connection, users, rows, ["key"])
+
+
+def _chunks(keys: list[str], size: int = 500) -> list[list[str]]:
+    return [keys[start : start + size] for start in range(0, len(keys), size)]
+
+
 def _record_one(
-    connection: sa.Connection, outcome: Outcome, stored: dict[str, Any] | None, now: datetime
+    writes: _Writes, outcome: Outcome, stored: dict[str, Any] | None, now: datetime
 ) -> None:
+    """Add the writes that store ``outcome`` to ``writes``."""
     item = outcome.item
-    users, changes, failures = schema.users, schema.changes, schema.failures
 
     staffbase_id = (outcome.user or {}).get("id") or item.staffbase_id
-    connection.execute(
-        sa.update(changes)
-        .where(changes.c.id == item.change_id)
-        .values(
-            state="failed" if outcome.done == "failed" else "done",
-            outcome=outcome.done if outcome.done != "failed" else f"failed: {outcome.message}",
-            staffbase_id=staffbase_id,
-            updated_at=now,
-        )
+    writes.changes.append(
+        {
+            "p_id": item.change_id,
+            "p_state": "failed" if outcome.done == "failed" else "done",
+            "p_outcome": (
+                outcome.done if outcome.done != "failed" else f"failed: {outcome.message}"
+            ),
+            "p_staffbase_id": staffbase_id,
+        }
     )
     if outcome.done == "failed":
-        _record_failure(connection, item.key, item.action, outcome.message or "", now)
+        writes.failures.append((item.key, item.action, outcome.message or ""))
         return
-    connection.execute(sa.delete(failures).where(failures.c.key == item.key))
+    writes.cleared_failures.append(item.key)
 
     if outcome.done in (Action.DELETE, GONE):
-        connection.execute(sa.delete(users).where(users.c.key == item.key))
+        writes.deleted_users.append(item.key)
         return
 
     record = item.data.get("record")
@@ -172,7 +251,7 @@ def _record_one(
 
     if outcome.done == Action.DEACTIVATE:
         values.update(status="deactivated", hr_active=False, left_at=now)
-        connection.execute(sa.update(users).where(users.c.key == item.key).values(**values))
+        writes.update_user(item.key, values)
         return
 
     sent = dict(item.data.get("set") or {})
@@ -190,7 +269,7 @@ def _record_one(
             left_at=None,
             created_at=now,
         )
-        upsert(connection, users, [values], ["key"])
+        writes.upsert_user(values)
         return
 
     if item.data.get("adopt"):
@@ -216,9 +295,9 @@ def _record_one(
     if outcome.done == Action.REACTIVATE:
         values.update(status="activated", hr_active=True, left_at=None)
     if item.data.get("adopt"):
-        upsert(connection, users, [values], ["key"])
+        writes.upsert_user(values)
         return
-    connection.execute(sa.update(users).where(users.c.key == item.key).values(**values))
+    writes.update_user(item.key, values)
 
 
 def _record_failure(

@@ -9,6 +9,8 @@ same change again.
 
 from __future__ import annotations
 
+import contextvars
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +20,7 @@ import structlog
 from staffsync.engine.actions import GONE, Outcome, WorkItem
 from staffsync.engine.journal import record_outcomes
 from staffsync.planning.model import Action
+from staffsync.staffbase.errors import RecordFailed
 from staffsync.staffbase.model import read_user_fields
 from staffsync.state import schema
 
@@ -33,16 +36,30 @@ log = structlog.get_logger(__name__)
 
 @dataclass
 class SettleResult:
-    """How many open changes were confirmed as applied and how many were abandoned."""
+    """How many open changes were confirmed as applied, abandoned, or left open."""
 
     confirmed: int = 0
     abandoned: int = 0
+    unsettled: int = 0
+    """Changes whose check failed (Staffbase kept failing); the next run checks them again."""
 
 
 def settle_open_intents(
-    connection: sa.Connection, client: StaffbaseClient, now: datetime
+    connection: sa.Connection, client: StaffbaseClient, now: datetime, *, concurrency: int = 1
 ) -> SettleResult:
-    """Settle every change journaled as sent but never recorded, then close old plans."""
+    """Settle every change journaled as sent but never recorded, then close old plans.
+
+    Up to ``concurrency`` changes are checked against Staffbase at once. Each result is
+    committed as soon as it is known, so a crash while settling loses none of them. A
+    change whose check fails (Staffbase keeps returning 429 or 5xx) stays open for the
+    next run. Planning may meanwhile make the same change again, which is safe: a create
+    meets the externalID taken and adopts the user, other changes are sent again, and
+    the old change is later confirmed or abandoned by what Staffbase shows then.
+
+    Raises:
+        FatalStaffbaseError: a check failed in a way every request would (rejected
+            credentials); the changes not yet settled stay open for the next run.
+    """
     changes, plans = schema.changes, schema.plans
     result = SettleResult()
     open_rows = (
@@ -52,21 +69,21 @@ def settle_open_intents(
         .mappings()
         .all()
     )
+    manager_ids = _manager_ids(connection, [row["data"] for row in open_rows])
+    items = [
+        WorkItem(
+            row["id"],
+            row["action"],
+            row["key"],
+            row["staffbase_id"],
+            row["data"],
+            manager_id=manager_ids.get(row["data"].get("manager_key") or ""),
+        )
+        for row in open_rows
+    ]
 
-    for row in open_rows:
-        item = WorkItem(row["id"], row["action"], row["key"], row["staffbase_id"], row["data"])
-        outcome = _confirm(client, item)
-        if outcome is None:
-            connection.execute(
-                sa.update(changes)
-                .where(changes.c.id == item.change_id)
-                .values(state="abandoned", outcome="not applied", updated_at=now)
-            )
-            result.abandoned += 1
-        else:
-            record_outcomes(connection, [outcome], now)
-            result.confirmed += 1
-        connection.commit()
+    for batch in _one_change_per_key(items):
+        _settle_batch(connection, client, batch, now, max(1, concurrency), result)
 
     interrupted = connection.execute(
         sa.update(plans)
@@ -88,9 +105,84 @@ def settle_open_intents(
             "open_changes_settled",
             confirmed=result.confirmed,
             abandoned=result.abandoned,
+            unsettled=result.unsettled,
             interrupted_plans=interrupted,
         )
     return result
+
+
+def _manager_ids(connection: sa.Connection, data: list[dict[str, Any]]) -> dict[str, str]:
+    """Return the Staffbase id of every manager that the open changes set, by key."""
+    keys = sorted({d["manager_key"] for d in data if d.get("set_manager") and d.get("manager_key")})
+    if not keys:
+        return {}
+    users = schema.users
+    rows = connection.execute(
+        sa.select(users.c.key, users.c.staffbase_id).where(users.c.key.in_(keys))
+    )
+    return {key: staffbase_id for key, staffbase_id in rows}
+
+
+def _one_change_per_key(items: list[WorkItem]) -> list[list[WorkItem]]:
+    """Split ``items`` into batches in which each key appears once, in journal order.
+
+    Two open changes of one person (left by two crashed plans) are settled one after
+    the other, so that the later result is the one recorded last.
+    """
+    batches: list[list[WorkItem]] = []
+    seen_in: dict[str, int] = {}
+    for item in items:
+        index = seen_in.get(item.key, -1) + 1
+        if index == len(batches):
+            batches.append([])
+        batches[index].append(item)
+        seen_in[item.key] = index
+    return batches
+
+
+def _settle_batch(
+    connection: sa.Connection,
+    client: StaffbaseClient,
+    items: list[WorkItem],
+    now: datetime,
+    concurrency: int,
+    result: SettleResult,
+) -> None:
+    """Check ``items`` from a pool of worker threads and record each result in this one."""
+    changes = schema.changes
+    with ThreadPoolExecutor(
+        max_workers=min(concurrency, len(items)), thread_name_prefix="staffsync-settle"
+    ) as pool:
+        # Each check runs in a copy of this thread's context so its log lines keep the run_id.
+        futures = {
+            pool.submit(contextvars.copy_context().run, _confirm, client, item): item
+            for item in items
+        }
+        try:
+            for future in as_completed(futures):
+                item = futures[future]
+                try:
+                    outcome = future.result()
+                except RecordFailed as exc:
+                    log.warning(
+                        "open_change_unsettled", key=item.key, action=item.action, error=str(exc)
+                    )
+                    result.unsettled += 1
+                    continue
+                if outcome is None:
+                    connection.execute(
+                        sa.update(changes)
+                        .where(changes.c.id == item.change_id)
+                        .values(state="abandoned", outcome="not applied", updated_at=now)
+                    )
+                    result.abandoned += 1
+                else:
+                    record_outcomes(connection, [outcome], now)
+                    result.confirmed += 1
+                connection.commit()
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
 
 
 def _confirm(client: StaffbaseClient, item: WorkItem) -> Outcome | None:
@@ -114,12 +206,16 @@ def _confirm_create(client: StaffbaseClient, item: WorkItem) -> Outcome | None:
     confirmed = WorkItem(
         item.change_id, item.action, item.key, user["id"], {**item.data, "set": applied}
     )
-    return Outcome(confirmed, Action.CREATE, user=user)
+    # The state takes the manager over only when Staffbase shows the one wanted;
+    # otherwise the next run compares the record again and sets it.
+    manager_set = _manager_checkable(item) and current.get("manager") == _wanted_manager(item)
+    return Outcome(confirmed, Action.CREATE, user=user, manager_sent=manager_set)
 
 
 def _confirm_change(item: WorkItem, user: dict[str, Any]) -> Outcome | None:
     """Tell from the user as it is now whether an update, (re)activation or deactivation landed."""
     status = user.get("status")
+    manager_set = False
     if item.action == Action.DELETE:
         landed = False
     elif item.action == Action.DEACTIVATE:
@@ -128,6 +224,27 @@ def _confirm_change(item: WorkItem, user: dict[str, Any]) -> Outcome | None:
         current = read_user_fields(user)
         wanted = item.data.get("set") or {}
         landed = all(current.get(name) == value for name, value in wanted.items())
+        if _manager_checkable(item):
+            # A change of the manager alone has nothing in "set" to compare.
+            manager_set = current.get("manager") == _wanted_manager(item)
+            landed = landed and manager_set
         if item.action == Action.REACTIVATE:
             landed = landed and status == "activated"
-    return Outcome(item, item.action, user=user) if landed else None
+    if not landed:
+        return None
+    return Outcome(item, item.action, user=user, manager_sent=manager_set)
+
+
+def _manager_checkable(item: WorkItem) -> bool:
+    """Tell whether the change set a manager that its request could carry.
+
+    A manager without a Staffbase user was left out of the request (see
+    :func:`staffsync.engine.actions.execute`), so there is nothing to compare.
+    """
+    if not item.data.get("set_manager"):
+        return False
+    return item.data.get("manager_key") is None or item.manager_id is not None
+
+
+def _wanted_manager(item: WorkItem) -> str | None:
+    return item.manager_id if item.data.get("manager_key") is not None else None

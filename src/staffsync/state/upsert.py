@@ -13,9 +13,6 @@ if TYPE_CHECKING:
 
 __all__ = ["upsert"]
 
-# SQLite allows 32766 bound variables per statement; stay well below with wide rows.
-CHUNK_ROWS = 500
-
 
 def upsert(
     connection: sa.Connection,
@@ -27,17 +24,18 @@ def upsert(
 
     SQLAlchemy has no portable upsert, so this picks PostgreSQL's or SQLite's
     ``INSERT … ON CONFLICT DO UPDATE``; both need a unique index on ``key_columns``.
+    Every row must have the same columns. The rows are sent as one executemany of a
+    single-row statement, which SQLAlchemy compiles once and caches, where a multi-row
+    VALUES list would be compiled anew for every number of rows.
     """
     if not rows:
         return
     insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
 
-    for start in range(0, len(rows), CHUNK_ROWS):
-        chunk = rows[start : start + CHUNK_ROWS]
-        statement = insert(table).values(list(chunk))
-        updated = {name: statement.excluded[name] for name in chunk[0] if name not in key_columns}
-        if updated:
-            statement = statement.on_conflict_do_update(index_elements=key_columns, set_=updated)
-        else:
-            statement = statement.on_conflict_do_nothing(index_elements=key_columns)
-        connection.execute(statement)
+    statement = insert(table)
+    updated = {name: statement.excluded[name] for name in rows[0] if name not in key_columns}
+    if updated:
+        statement = statement.on_conflict_do_update(index_elements=key_columns, set_=updated)
+    else:
+        statement = statement.on_conflict_do_nothing(index_elements=key_columns)
+    connection.execute(statement, list(rows))
