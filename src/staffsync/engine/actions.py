@@ -28,9 +28,6 @@ log = structlog.get_logger(__name__)
 GONE = "gone"
 """Outcome of a change whose Staffbase user no longer exists."""
 
-MAX_CREATE_ATTEMPTS = 3
-
-
 @dataclass(slots=True)
 class WorkItem:
     """A planned change ready to run: its journal id and the Staffbase ids it needs."""
@@ -111,7 +108,9 @@ def _create(client: StaffbaseClient, item: WorkItem) -> Outcome:
             return _adopt(client, item, existing)
 
     body, manager_sent = _body(item)
-    for _attempt in range(MAX_CREATE_ATTEMPTS):
+    # Each round is sent again only after a lookup showed the user was not created.
+    attempts = client.settings.max_attempts
+    for _attempt in range(attempts):
         try:
             user = client.create_user(body)
         except ConflictError as exc:
@@ -130,7 +129,7 @@ def _create(client: StaffbaseClient, item: WorkItem) -> Outcome:
         return Outcome(item, Action.CREATE, user=user, manager_sent=manager_sent)
 
     msg = (
-        f"creating {item.key!r} failed {MAX_CREATE_ATTEMPTS} times without an answer from"
+        f"creating {item.key!r} failed {attempts} times without an answer from"
         " Staffbase, and no user with that externalID exists; it is tried again next run"
     )
     raise RecordFailed(msg)
