@@ -17,6 +17,7 @@ from rich.console import Console
 
 from staffsync import __version__
 from staffsync.logs import configure_logging, register_settings_secrets
+from staffsync.progress import ProgressDisplay
 from staffsync.render import print_plan, print_status, print_summary
 from staffsync.runner import RunRequest, execute_run
 from staffsync.settings import ConfigError, Settings, load_settings, resolve_config_path
@@ -96,7 +97,9 @@ def _run_and_report(
     settings = options.settings()
     options.configure_logging(settings, default_format="console")
     try:
-        report = execute_run(settings, request)
+        with ProgressDisplay() as display:
+            request.progress = display.update
+            report = execute_run(settings, request)
     except RunLockHeld as exc:
         _fail(f"{exc}; try again once it has finished")
     except (SchemaOutdated, StateDatabaseError) as exc:

@@ -27,13 +27,13 @@ from staffsync.planning.staging import (
     decode_values,
     encode_values,
     insert_rows,
-    record_hash,
+    record_hasher,
 )
 from staffsync.sources.base import RawRecord, RecordIssue, SourceError
 from staffsync.state import schema
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Sequence
     from datetime import datetime
 
     from staffsync.mapping import DesiredUser, RecordMapper
@@ -47,7 +47,12 @@ log = structlog.get_logger(__name__)
 
 INSERT_BATCH = 5000
 MAP_BATCH = 1000
+PAGE = 2000
+"""Rows read per query when walking a temporary table that can hold the whole roster."""
 MAX_LISTED_ISSUES = 10_000
+STAGING_COLUMNS = ("line", "key", "record_hash", "payload", "match_value")
+DESIRED_COLUMNS = ("key", "line", "active", "email_key", "manager_ref", "data")
+PLAN_COLUMNS = ("seq", "phase", "action", "key", "staffbase_id", "data")
 MAX_STATUS_LOOKUPS = 500
 """Pending leavers looked up while planning; beyond it, the engine checks each at send time."""
 
@@ -69,6 +74,9 @@ class PlanOptions:
     still calls pending is looked up before the plan decides between deleting (pending)
     and deactivating (signed in). Without it, the engine checks just before sending.
     """
+    progress: Callable[[str, int, int], None] | None = None
+    """Called with (stage, done, total): ``read`` counts the records staged so far (total
+    0, unknown), ``map`` the changed records mapped out of ``total``."""
 
 
 @dataclass
@@ -208,33 +216,13 @@ def build_plan(
     if remote is not None and settings.mapping.adopt_by_email:
         planner.adopt_by_email()
     planner.resolve_managers()
+    planner.number_creation_waves()
     planner.plan_present_people()
     planner.plan_leavers()
     planner.plan_expired_deletions()
     if remote is not None:
         planner.plan_orphans()
     return planner.result()
-
-
-def creation_waves(managers: dict[str, str | None]) -> dict[str, int]:
-    """Return the wave in which each new person is created: 0 when their manager already
-    exists (or they have none), else one more than their manager's wave.
-
-    ``managers`` maps each key to be created to its manager's key. Manager cycles were
-    broken before, but a leftover one is cut rather than followed forever.
-    """
-    waves: dict[str, int] = {}
-    for start in managers:
-        chain = []
-        key: str | None = start
-        while key is not None and key in managers and key not in waves and key not in chain:
-            chain.append(key)
-            key = managers[key]
-        wave = waves[key] + 1 if key is not None and key in waves else 0
-        for member in reversed(chain):
-            waves[member] = wave
-            wave += 1
-    return waves
 
 
 class _Planner:
@@ -278,25 +266,24 @@ class _Planner:
 
     def ingest(self, source: Source) -> None:
         """Stream every record into the staging table."""
+        # The loop runs once per record of the export: locals only, no attribute lookups.
         fields = self.mapper.source_fields
         clean_key = self.mapper.clean_key
         match_index = self.mapper.match_index
-        columns = ("line", "key", "record_hash", "payload", "match_value")
+        hash_payload = record_hasher(self.salt)
         batch: list[tuple[Any, ...]] = []
-        salt = self.salt
-        fingerprint = self.fingerprint
 
         for item in source.read(fields):
             if isinstance(item, RecordIssue):
                 self._reject(item)
                 continue
 
-            values = item.values
+            line, values = item
             key = clean_key(values[0])
             if key is None:
                 self._reject(
                     RecordIssue(
-                        item.line,
+                        line,
                         None,
                         fields[0],
                         _shown(values[0]),
@@ -305,16 +292,26 @@ class _Planner:
                 )
                 continue
             payload = encode_values(values)
-            digest = record_hash(payload, salt)
-            fingerprint.update(digest)
             match_value = clean_key(values[match_index]) if match_index is not None else None
-            batch.append((item.line, key, digest, payload, match_value))
-            self.records += 1
+            batch.append((line, key, hash_payload(payload), payload, match_value))
             if len(batch) >= INSERT_BATCH:
-                insert_rows(self.connection, self.tables.staging, columns, batch)
+                self._stage(batch)
                 batch = []
 
-        insert_rows(self.connection, self.tables.staging, columns, batch)
+        self._stage(batch)
+
+    def _stage(self, rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        insert_rows(self.connection, self.tables.staging, STAGING_COLUMNS, rows)
+        # Hashing the concatenated digests equals feeding them one at a time.
+        self.fingerprint.update(b"".join([row[2] for row in rows]))
+        self.records += len(rows)
+        self._progress("read", self.records, 0)
+
+    def _progress(self, stage: str, done: int, total: int) -> None:
+        if self.options.progress is not None:
+            self.options.progress(stage, done, total)
 
     def _reject(self, issue: RecordIssue) -> None:
         self.rejected.add(issue)
@@ -366,13 +363,13 @@ class _Planner:
 
     def map_changed_records(self) -> None:
         """Map the records that are new or whose raw values differ from the last run's."""
-        staging, baseline = self.tables.staging, self.baseline
+        staging, baseline, changed = self.tables.staging, self.baseline, self.tables.changed
         query = (
             sa.select(
                 staging.c.line,
                 staging.c.key,
-                staging.c.payload,
                 staging.c.record_hash,
+                staging.c.payload,
                 staging.c.match_value,
             )
             .select_from(staging.outerjoin(baseline, baseline.c.key == staging.c.key))
@@ -384,45 +381,59 @@ class _Planner:
                     baseline.c.record_hash != staging.c.record_hash,
                 ),
             )
-            .order_by(staging.c.line)
         )
         if self.options.only_keys is not None:
             query = query.where(staging.c.key.in_(sorted(self.options.only_keys)))
+        # The changed rows are copied aside and read back a page at a time, so memory
+        # does not grow with them (after a [mapping] edit, every record has changed).
+        self.connection.execute(sa.insert(changed).from_select(STAGING_COLUMNS, query))
+        selected = self.connection.execute(
+            sa.select(sa.func.count()).select_from(changed)
+        ).scalar_one()
 
-        columns = ("key", "line", "active", "email_key", "manager_key", "data")
-        selected = 0
-        batch: list[tuple[Any, ...]] = []
-        # The result is read completely before inserting, because SQLite cannot write to
-        # one table while a cursor is still reading across it on the same connection.
-        rows = self.connection.execute(query).all()
-        for line, key, payload, digest, match_value in rows:
-            selected += 1
-            if key in self.deferred:
-                self.protected.add(key)
-                continue
-            outcome = self.mapper.map(RawRecord(line, decode_values(payload)))
-            if isinstance(outcome, list):
-                for issue in outcome:
-                    self._reject(issue)
-                self.protected.add(key)
-                continue
-            batch.append(_desired_row(outcome, digest, match_value))
-            if len(batch) >= MAP_BATCH:
-                self._insert_desired(columns, batch)
-                batch = []
-        self._insert_desired(columns, batch)
+        mapped = 0
+        for rows in self._pages(sa.select(changed), changed.c.line):
+            batch: list[tuple[Any, ...]] = []
+            for line, key, digest, payload, match_value in rows:
+                if key in self.deferred:
+                    self.protected.add(key)
+                    continue
+                outcome = self.mapper.map(RawRecord(line, decode_values(payload)))
+                if isinstance(outcome, list):
+                    for issue in outcome:
+                        self._reject(issue)
+                    self.protected.add(key)
+                    continue
+                batch.append(_desired_row(outcome, digest, match_value))
+            insert_rows(self.connection, self.tables.desired, DESIRED_COLUMNS, batch)
+            mapped += len(rows)
+            self._progress("map", mapped, selected)
+        self.tables.index_desired(self.connection)
 
         accepted = self.connection.execute(
             sa.select(sa.func.count()).select_from(staging).where(sa.not_(staging.c.rejected))
         ).scalar_one()
         self.unchanged += accepted - selected
 
-    def _insert_desired(self, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
-        if rows:
-            self.connection.execute(
-                sa.insert(self.tables.desired),
-                [dict(zip(columns, row, strict=True)) for row in rows],
-            )
+    def _pages(
+        self, query: sa.Select[Any], order: sa.ColumnElement[Any]
+    ) -> Iterator[Sequence[Any]]:
+        """Yield the rows of ``query`` in pages of :data:`PAGE`, ordered by ``order``.
+
+        ``order`` must be unique and not NULL. Each page is a query of its own (keyset
+        paging), so no cursor stays open while the caller writes, which SQLite does not
+        allow on the table being read, and memory holds one page.
+        """
+        last: Any = None
+        while True:
+            page = query.order_by(order).limit(PAGE)
+            if last is not None:
+                page = page.where(order > last)
+            rows = self.connection.execute(page).all()
+            if not rows:
+                return
+            yield rows
+            last = rows[-1]._mapping[order]
 
     def reject_duplicate_emails(self) -> None:
         """Reject both rows when one e-mail address (any letter case) belongs to two keys."""
@@ -496,14 +507,16 @@ class _Planner:
     def resolve_managers(self) -> None:
         """Replace each changed record's manager reference with the manager's key."""
         desired = self.tables.desired
-        candidates: list[ManagerCandidate] = []
-        for key, line, data in self.connection.execute(
-            sa.select(desired.c.key, desired.c.line, desired.c.data).where(
-                desired.c.active, sa.not_(desired.c.rejected)
+        candidates = [
+            ManagerCandidate(key, line, ref)
+            for key, line, ref in self.connection.execute(
+                sa.select(desired.c.key, desired.c.line, desired.c.manager_ref).where(
+                    desired.c.active,
+                    sa.not_(desired.c.rejected),
+                    desired.c.manager_ref.is_not(None),
+                )
             )
-        ):
-            if isinstance(data.get("manager_ref"), str):
-                candidates.append(ManagerCandidate(key, line, data["manager_ref"]))
+        ]
         if not candidates:
             return
 
@@ -631,46 +644,90 @@ class _Planner:
 
     # -- producing changes -------------------------------------------------------------
 
-    def plan_present_people(self) -> None:
-        """Plan creates, updates, reactivations and status deactivations for changed records."""
+    def number_creation_waves(self) -> None:
+        """Give each new person the wave in which it is created (see :class:`Phase`).
+
+        Wave 0 holds those whose manager exists already or who have none; everyone else
+        comes one wave after their manager. Manager cycles were broken before, but a
+        leftover one is cut: its members are put in wave 0 rather than followed forever.
+        """
         desired, baseline = self.tables.desired, self.baseline
-        creating = creation_waves(
-            dict(
-                self.connection.execute(
-                    sa.select(desired.c.key, desired.c.manager_key)
-                    .select_from(desired.outerjoin(baseline, baseline.c.key == desired.c.key))
-                    .where(baseline.c.key.is_(None), desired.c.active, sa.not_(desired.c.rejected))
-                ).all()
-            )
-        )
-        rows = (
-            self.connection.execute(
-                sa.select(desired, baseline)
+        creating, waves = self.tables.creating, self.tables.waves
+        self.connection.execute(
+            sa.insert(creating).from_select(
+                ["key", "manager_key"],
+                sa.select(desired.c.key, desired.c.manager_key)
                 .select_from(desired.outerjoin(baseline, baseline.c.key == desired.c.key))
-                .where(sa.not_(desired.c.rejected))
-                .order_by(desired.c.line)
+                .where(baseline.c.key.is_(None), desired.c.active, sa.not_(desired.c.rejected)),
             )
-            .mappings()
-            .all()
         )
 
-        for row in rows:
-            state = None if row[baseline.c.key] is None else _state_of(row, baseline)
-            if state is not None and not row[desired.c.active] and state["hr_active"]:
-                state = self._fresh_status(state)
-            changes = plan_for_desired(
-                key=row[desired.c.key],
-                active=row[desired.c.active],
-                manager_key=row[desired.c.manager_key],
-                data=row[desired.c.data],
-                state=state,
-                settings=self.settings,
-                creating=creating,
+        # A recursive query walks down from the roots in one statement, however deep the
+        # hierarchy of new people is. Each person has one manager, so each is reached once.
+        manager = creating.alias("created_manager")
+        walk = (
+            sa.select(creating.c.key, sa.literal(0, sa.Integer).label("wave"))
+            .where(~sa.exists().where(manager.c.key == creating.c.manager_key))
+            .cte("walk", recursive=True)
+        )
+        report = creating.alias("report")
+        walk = walk.union_all(
+            sa.select(report.c.key, walk.c.wave + 1).where(report.c.manager_key == walk.c.key)
+        )
+        self.connection.execute(
+            sa.insert(waves).from_select(["key", "wave"], sa.select(walk.c.key, walk.c.wave))
+        )
+        self.connection.execute(
+            sa.insert(waves).from_select(
+                ["key", "wave"],
+                sa.select(creating.c.key, sa.literal(0, sa.Integer)).where(
+                    ~sa.exists().where(waves.c.key == creating.c.key)
+                ),
             )
-            if not any(change.action != Action.RECORD for change in changes):
-                self.unchanged += 1
-            for change in changes:
-                self._add(change)
+        )
+
+    def plan_present_people(self) -> None:
+        """Plan creates, updates, reactivations and status deactivations for changed records."""
+        desired, baseline, waves = self.tables.desired, self.baseline, self.tables.waves
+        manager_wave = waves.alias("manager_wave")
+        query = (
+            sa.select(
+                desired,
+                baseline,
+                waves.c.wave.label("own_wave"),
+                manager_wave.c.wave.label("manager_wave"),
+            )
+            .select_from(
+                desired.outerjoin(baseline, baseline.c.key == desired.c.key)
+                .outerjoin(waves, waves.c.key == desired.c.key)
+                .outerjoin(manager_wave, manager_wave.c.key == desired.c.manager_key)
+            )
+            .where(sa.not_(desired.c.rejected))
+        )
+
+        for rows in self._pages(query, desired.c.line):
+            for row in rows:
+                self._plan_person(row._mapping, baseline)
+
+    def _plan_person(self, row: sa.RowMapping, baseline: sa.Table) -> None:
+        desired = self.tables.desired
+        state = None if row[baseline.c.key] is None else _state_of(row, baseline)
+        if state is not None and not row[desired.c.active] and state["hr_active"]:
+            state = self._fresh_status(state)
+        changes = plan_for_desired(
+            key=row[desired.c.key],
+            active=row[desired.c.active],
+            manager_key=row[desired.c.manager_key],
+            data=row[desired.c.data],
+            state=state,
+            settings=self.settings,
+            wave=row["own_wave"],
+            manager_wave=row["manager_wave"],
+        )
+        if not any(change.action != Action.RECORD for change in changes):
+            self.unchanged += 1
+        for change in changes:
+            self._add(change)
 
     def plan_leavers(self) -> None:
         """Plan deactivations for active people that a full export no longer lists."""
@@ -687,21 +744,24 @@ class _Planner:
         if self.options.only_keys is not None:
             query = query.where(baseline.c.key.in_(sorted(self.options.only_keys)))
 
-        leavers = self.connection.execute(query).mappings().all()
-        if self.unidentified and leavers:
+        if self.unidentified:
             # A row whose key could not be read may belong to any of these people.
-            self.leavers_withheld = len(leavers)
-            log.warning(
-                "leavers_withheld", leavers=len(leavers), unidentified_rows=self.unidentified
-            )
-            return
+            count = self.connection.execute(
+                sa.select(sa.func.count()).select_from(query.subquery())
+            ).scalar_one()
+            if count:
+                self.leavers_withheld = count
+                log.warning("leavers_withheld", leavers=count, unidentified_rows=self.unidentified)
+                return
 
-        for row in leavers:
-            if row["key"] in self.deferred or row["key"] in self.protected:
-                continue
-            state = self._fresh_status(_state_of(row, baseline))
-            for change in plan_for_leaver(state, self.settings, reason="absent"):
-                self._add(change)
+        for rows in self._pages(query, baseline.c.key):
+            for row in rows:
+                state = _state_of(row._mapping, baseline)
+                if state["key"] in self.deferred or state["key"] in self.protected:
+                    continue
+                state = self._fresh_status(state)
+                for change in plan_for_leaver(state, self.settings, reason="absent"):
+                    self._add(change)
 
     def _fresh_status(self, state: dict[str, Any]) -> dict[str, Any]:
         """Return ``state`` with the status Staffbase shows now, for a leaver thought pending."""
@@ -729,22 +789,23 @@ class _Planner:
         )
         if self.options.only_keys is not None:
             query = query.where(baseline.c.key.in_(sorted(self.options.only_keys)))
-        for row in self.connection.execute(query).mappings().all():
-            if row["key"] in self.deferred:
-                continue
-            self._add(
-                PlannedChange(
-                    0,
-                    Phase.LEAVERS,
-                    Action.DELETE,
-                    row["key"],
-                    row["staffbase_id"],
-                    {
-                        "reason": "expired",
-                        "diff": {"status": {"before": row["status"], "after": "deleted"}},
-                    },
+        for rows in self._pages(query, baseline.c.key):
+            for row in rows:
+                if row.key in self.deferred:
+                    continue
+                self._add(
+                    PlannedChange(
+                        0,
+                        Phase.LEAVERS,
+                        Action.DELETE,
+                        row.key,
+                        row.staffbase_id,
+                        {
+                            "reason": "expired",
+                            "diff": {"status": {"before": row.status, "after": "deleted"}},
+                        },
+                    )
                 )
-            )
 
     def _add(self, change: PlannedChange) -> None:
         self.seq += 1
@@ -752,20 +813,16 @@ class _Planner:
         self.counts[change.action] += 1
         if change.action == Action.DELETE and change.data.get("reason") in ("absent", "inactive"):
             self.counts["delete_leaver"] += 1
+        data = json.dumps(change.data, ensure_ascii=False, separators=(",", ":"))
         self.plan_rows.append(
-            (change.seq, change.phase, change.action, change.key, change.staffbase_id, change.data)
+            (change.seq, change.phase, change.action, change.key, change.staffbase_id, data)
         )
         if len(self.plan_rows) >= MAP_BATCH:
             self._flush_plan()
 
     def _flush_plan(self) -> None:
-        if self.plan_rows:
-            columns = ("seq", "phase", "action", "key", "staffbase_id", "data")
-            self.connection.execute(
-                sa.insert(self.tables.plan),
-                [dict(zip(columns, row, strict=True)) for row in self.plan_rows],
-            )
-            self.plan_rows = []
+        insert_rows(self.connection, self.tables.plan, PLAN_COLUMNS, self.plan_rows)
+        self.plan_rows = []
 
     # -- bookkeeping -------------------------------------------------------------------
 
@@ -839,11 +896,13 @@ def _desired_row(user: DesiredUser, digest: bytes, match_value: str | None) -> t
         "record_hash": digest.hex(),
         "match_value": user.match_value if user.match_value is not None else match_value,
     }
+    manager_ref = None
     if isinstance(user.manager_ref, str) or user.manager_ref is None:
-        data["manager_ref"] = user.manager_ref
+        data["manager_ref"] = manager_ref = user.manager_ref
     if user.groups is not None:
         data["groups"] = list(user.groups)
-    return (user.key, user.line, user.active, user.email_key, None, data)
+    encoded = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return (user.key, user.line, user.active, user.email_key, manager_ref, encoded)
 
 
 def _state_of(row: Any, baseline: sa.Table) -> dict[str, Any]:
