@@ -52,6 +52,7 @@ PAGE = 2000
 MAX_LISTED_ISSUES = 10_000
 STAGING_COLUMNS = ("line", "key", "record_hash", "payload", "match_value")
 DESIRED_COLUMNS = ("key", "line", "active", "email_key", "manager_ref", "data")
+_UNUSED_STATE_COLUMNS = frozenset({"created_at", "updated_at", "left_at"})
 PLAN_COLUMNS = ("seq", "phase", "action", "key", "staffbase_id", "data")
 MAX_STATUS_LOOKUPS = 500
 """Pending leavers looked up while planning; beyond it, the engine checks each at send time."""
@@ -437,7 +438,7 @@ class _Planner:
 
     def reject_duplicate_emails(self) -> None:
         """Reject both rows when one e-mail address (any letter case) belongs to two keys."""
-        desired, baseline, staging = self.tables.desired, self.baseline, self.tables.staging
+        desired, baseline = self.tables.desired, self.baseline
         email_field = self.settings.mapping.fields["email"]
         clashes: dict[str, set[tuple[str, int]]] = {}
 
@@ -455,34 +456,30 @@ class _Planner:
         for email_key, key, line in within:
             clashes.setdefault(email_key, set()).add((key, line))
 
-        # A changed record against an unchanged one that keeps its address.
-        unchanged_holder = (
-            sa.select(
-                desired.c.email_key,
-                desired.c.key,
-                desired.c.line,
-                baseline.c.key.label("other_key"),
-                staging.c.line.label("other_line"),
-            )
+        # A changed record against an unchanged one that keeps its address. The lines of
+        # those holders are read in a second query: joined in one, SQLite (which has no
+        # statistics on temporary tables) starts from the whole staging table.
+        pairs = self.connection.execute(
+            sa.select(desired.c.email_key, desired.c.key, desired.c.line, baseline.c.key)
             .select_from(
                 desired.join(
                     baseline,
                     sa.and_(
                         baseline.c.email_key == desired.c.email_key, baseline.c.key != desired.c.key
                     ),
-                ).join(
-                    staging, sa.and_(staging.c.key == baseline.c.key, sa.not_(staging.c.rejected))
                 )
             )
             .where(
                 desired.c.active,
                 ~sa.exists().where(desired.c.key == baseline.c.key).correlate(baseline),
             )
-        )
-        for email_key, key, line, other_key, other_line in self.connection.execute(
-            unchanged_holder
-        ):
-            clashes.setdefault(email_key, set()).update({(key, line), (other_key, other_line)})
+        ).all()
+        staged = self._staged_lines({other_key for *_, other_key in pairs})
+        for email_key, key, line, other_key in pairs:
+            if other_key in staged:
+                clashes.setdefault(email_key, set()).update(
+                    {(key, line), (other_key, staged[other_key])}
+                )
 
         for email_key, holders in clashes.items():
             listed = ", ".join(
@@ -503,6 +500,20 @@ class _Planner:
             self.connection.execute(
                 sa.update(desired).where(desired.c.key.in_(keys)).values(rejected=True)
             )
+
+    def _staged_lines(self, keys: set[str]) -> dict[str, int]:
+        """Return the export line of each of ``keys`` that has an accepted row."""
+        staging, ordered = self.tables.staging, sorted(keys)
+        lines: dict[str, int] = {}
+        for start in range(0, len(ordered), MAP_BATCH):
+            rows = self.connection.execute(
+                sa.select(staging.c.key, staging.c.line).where(
+                    staging.c.key.in_(ordered[start : start + MAP_BATCH]),
+                    sa.not_(staging.c.rejected),
+                )
+            )
+            lines.update({key: line for key, line in rows})
+        return lines
 
     def resolve_managers(self) -> None:
         """Replace each changed record's manager reference with the manager's key."""
@@ -690,12 +701,23 @@ class _Planner:
         """Plan creates, updates, reactivations and status deactivations for changed records."""
         desired, baseline, waves = self.tables.desired, self.baseline, self.tables.waves
         manager_wave = waves.alias("manager_wave")
+        # Only the baseline columns the diff reads: after a [mapping] edit this loop runs
+        # once per person of the roster, and every column costs a conversion.
+        state_columns = [
+            column for column in baseline.columns if column.name not in _UNUSED_STATE_COLUMNS
+        ]
+        names = [column.name for column in state_columns]
+        key_at = names.index("key")
         query = (
             sa.select(
-                desired,
-                baseline,
-                waves.c.wave.label("own_wave"),
-                manager_wave.c.wave.label("manager_wave"),
+                desired.c.line,
+                desired.c.key,
+                desired.c.active,
+                desired.c.manager_key,
+                desired.c.data,
+                waves.c.wave,
+                manager_wave.c.wave,
+                *state_columns,
             )
             .select_from(
                 desired.outerjoin(baseline, baseline.c.key == desired.c.key)
@@ -706,28 +728,24 @@ class _Planner:
         )
 
         for rows in self._pages(query, desired.c.line):
-            for row in rows:
-                self._plan_person(row._mapping, baseline)
-
-    def _plan_person(self, row: sa.RowMapping, baseline: sa.Table) -> None:
-        desired = self.tables.desired
-        state = None if row[baseline.c.key] is None else _state_of(row, baseline)
-        if state is not None and not row[desired.c.active] and state["hr_active"]:
-            state = self._fresh_status(state)
-        changes = plan_for_desired(
-            key=row[desired.c.key],
-            active=row[desired.c.active],
-            manager_key=row[desired.c.manager_key],
-            data=row[desired.c.data],
-            state=state,
-            settings=self.settings,
-            wave=row["own_wave"],
-            manager_wave=row["manager_wave"],
-        )
-        if not any(change.action != Action.RECORD for change in changes):
-            self.unchanged += 1
-        for change in changes:
-            self._add(change)
+            for _line, key, active, manager_key, data, wave, wave_of_manager, *stored in rows:
+                state = None if stored[key_at] is None else dict(zip(names, stored, strict=True))
+                if state is not None and not active and state["hr_active"]:
+                    state = self._fresh_status(state)
+                changes = plan_for_desired(
+                    key=key,
+                    active=active,
+                    manager_key=manager_key,
+                    data=data,
+                    state=state,
+                    settings=self.settings,
+                    wave=wave,
+                    manager_wave=wave_of_manager,
+                )
+                if not any(change.action != Action.RECORD for change in changes):
+                    self.unchanged += 1
+                for change in changes:
+                    self._add(change)
 
     def plan_leavers(self) -> None:
         """Plan deactivations for active people that a full export no longer lists."""
