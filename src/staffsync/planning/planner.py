@@ -113,6 +113,7 @@ class Plan:
     source_fingerprint: str
     state_version: int
     active_synced: int
+    """Active people staffsync manages; counted only when the plan deactivates someone."""
     leavers_withheld: int
     remote: RemoteTables | None = None
     """For a full resync, the users read from Staffbase that the plan was made against."""
@@ -249,6 +250,7 @@ class _Planner:
         self.salt = mapping_salt(settings, mapper)
 
         self.records = 0
+        self.duplicate_rows = 0
         self.unidentified = 0
         self.rejected = IssueList()
         self.warnings = IssueList()
@@ -346,6 +348,7 @@ class _Planner:
                 .all()
             )
             listed = ", ".join(str(line) for line in lines)
+            self.duplicate_rows += len(lines)
             for line in lines:
                 self._reject(
                     RecordIssue(
@@ -411,9 +414,7 @@ class _Planner:
             self._progress("map", mapped, selected)
         self.tables.index_desired(self.connection)
 
-        accepted = self.connection.execute(
-            sa.select(sa.func.count()).select_from(staging).where(sa.not_(staging.c.rejected))
-        ).scalar_one()
+        accepted = self.records - self.duplicate_rows
         self.unchanged += accepted - selected
 
     def _pages(
@@ -752,9 +753,14 @@ class _Planner:
         if not self.settings.source.full_snapshot:
             return
         staging, baseline = self.tables.staging, self.baseline
+        # The keys missing from the export are found on the key index alone; only their
+        # rows are read then, not every row of the state.
+        absent = baseline.alias("absent")
         query = sa.select(baseline).where(
             baseline.c.hr_active,
-            ~sa.exists().where(staging.c.key == baseline.c.key),
+            baseline.c.key.in_(
+                sa.select(absent.c.key).where(~sa.exists().where(staging.c.key == absent.c.key))
+            ),
         )
         if self.remote is not None:
             # Users staffsync never provisioned are orphans, not leavers.
@@ -863,11 +869,16 @@ class _Planner:
 
     def result(self) -> Plan:
         self._flush_plan()
-        active_synced = self.connection.execute(
-            sa.select(sa.func.count())
-            .select_from(self.baseline)
-            .where(self.baseline.c.hr_active, self.baseline.c.status.in_(("pending", "activated")))
-        ).scalar_one()
+        active_synced = 0
+        if self.counts[Action.DEACTIVATE] or self.counts["delete_leaver"]:
+            # Read by the guards only when someone leaves; it costs a scan of the state.
+            active_synced = self.connection.execute(
+                sa.select(sa.func.count())
+                .select_from(self.baseline)
+                .where(
+                    self.baseline.c.hr_active, self.baseline.c.status.in_(("pending", "activated"))
+                )
+            ).scalar_one()
         state_version = _read_state_version(self.connection)
         deferred = [
             {
