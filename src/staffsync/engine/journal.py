@@ -81,9 +81,50 @@ def record_outcomes(connection: sa.Connection, outcomes: Sequence[Outcome], now:
         return
     stored_fields = _current_fields(connection, [o.item.key for o in outcomes])
 
+    writes = _Writes()
     for outcome in outcomes:
-        _record_one(connection, outcome, stored_fields.get(outcome.item.key), now)
+        _record_one(connection, outcome, stored_fields.get(outcome.item.key), now, writes)
+    writes.execute(connection, now)
     bump_state_version(connection)
+
+
+class _Writes:
+    """The statements of one batch of outcomes that are sent once for the whole batch.
+
+    One statement per outcome made the database, not Staffbase, the limit of a large
+    initial load. Each key appears once in a batch, so the grouping keeps the result.
+    """
+
+    def __init__(self) -> None:
+        self.journal: list[dict[str, Any]] = []
+        self.succeeded: list[str] = []
+        self.removed: list[str] = []
+        self.upserts: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+
+    def upsert_user(self, values: dict[str, Any]) -> None:
+        self.upserts.setdefault(tuple(sorted(values)), []).append(values)
+
+    def execute(self, connection: sa.Connection, now: datetime) -> None:
+        changes, failures, users = schema.changes, schema.failures, schema.users
+        connection.execute(
+            sa.update(changes)
+            .where(changes.c.id == sa.bindparam("change_id"))
+            .values(
+                state=sa.bindparam("new_state"),
+                outcome=sa.bindparam("new_outcome"),
+                staffbase_id=sa.bindparam("new_staffbase_id"),
+                updated_at=now,
+            ),
+            self.journal,
+        )
+        for start in range(0, len(self.succeeded), _KEYS_PER_STATEMENT):
+            keys = self.succeeded[start : start + _KEYS_PER_STATEMENT]
+            connection.execute(sa.delete(failures).where(failures.c.key.in_(keys)))
+        for start in range(0, len(self.removed), _KEYS_PER_STATEMENT):
+            keys = self.removed[start : start + _KEYS_PER_STATEMENT]
+            connection.execute(sa.delete(users).where(users.c.key.in_(keys)))
+        for rows in self.upserts.values():
+            upsert(connection, users, rows, ["key"])
 
 
 _record_updates = sa.Table(
@@ -96,6 +137,7 @@ _record_updates = sa.Table(
     sa.Column("hr_active", sa.Boolean, nullable=False),
     prefixes=["TEMPORARY"],
 )
+_KEYS_PER_STATEMENT = 500
 _RECORD_COLUMNS = ("key", "record_hash", "match_value", "email_key", "hr_active")
 
 
@@ -159,29 +201,33 @@ def _current_fields(connection: sa.Connection, keys: list[str]) -> dict[str, dic
 
 
 def _record_one(
-    connection: sa.Connection, outcome: Outcome, stored: dict[str, Any] | None, now: datetime
+    connection: sa.Connection,
+    outcome: Outcome,
+    stored: dict[str, Any] | None,
+    now: datetime,
+    writes: _Writes,
 ) -> None:
     item = outcome.item
-    users, changes, failures = schema.users, schema.changes, schema.failures
+    users = schema.users
 
     staffbase_id = (outcome.user or {}).get("id") or item.staffbase_id
-    connection.execute(
-        sa.update(changes)
-        .where(changes.c.id == item.change_id)
-        .values(
-            state="failed" if outcome.done == "failed" else "done",
-            outcome=outcome.done if outcome.done != "failed" else f"failed: {outcome.message}",
-            staffbase_id=staffbase_id,
-            updated_at=now,
-        )
+    writes.journal.append(
+        {
+            "change_id": item.change_id,
+            "new_state": "failed" if outcome.done == "failed" else "done",
+            "new_outcome": (
+                outcome.done if outcome.done != "failed" else f"failed: {outcome.message}"
+            ),
+            "new_staffbase_id": staffbase_id,
+        }
     )
     if outcome.done == "failed":
         _record_failure(connection, item.key, item.action, outcome.message or "", now)
         return
-    connection.execute(sa.delete(failures).where(failures.c.key == item.key))
+    writes.succeeded.append(item.key)
 
     if outcome.done in (Action.DELETE, GONE):
-        connection.execute(sa.delete(users).where(users.c.key == item.key))
+        writes.removed.append(item.key)
         return
 
     record = item.data.get("record")
@@ -217,7 +263,7 @@ def _record_one(
             left_at=None,
             created_at=now,
         )
-        upsert(connection, users, [values], ["key"])
+        writes.upsert_user(values)
         return
 
     if item.data.get("adopt"):
@@ -243,7 +289,7 @@ def _record_one(
     if outcome.done == Action.REACTIVATE:
         values.update(status="activated", hr_active=True, left_at=None)
     if item.data.get("adopt"):
-        upsert(connection, users, [values], ["key"])
+        writes.upsert_user(values)
         return
     connection.execute(sa.update(users).where(users.c.key == item.key).values(**values))
 
