@@ -255,6 +255,7 @@ class _Planner:
         self.rejected = IssueList()
         self.warnings = IssueList()
         self.fingerprint = hashlib.blake2b(self.salt, digest_size=16)
+        # Keys of rejected and deferred rows; they grow with the problems, not the roster.
         self.protected: set[str] = set()
         self.counts: Counter[str] = Counter()
         self.unchanged = 0
@@ -518,6 +519,9 @@ class _Planner:
 
     def resolve_managers(self) -> None:
         """Replace each changed record's manager reference with the manager's key."""
+        # NOTE: the references, their targets and the chains walked for cycles are held in
+        # memory, about 0.5 KB per changed record that names a manager: small for a usual
+        # run, several hundred MB when a [mapping] edit changes every record of a million.
         desired = self.tables.desired
         candidates = [
             ManagerCandidate(key, line, ref)
@@ -704,9 +708,10 @@ class _Planner:
         manager_wave = waves.alias("manager_wave")
         # Only the baseline columns the diff reads: after a [mapping] edit this loop runs
         # once per person of the roster, and every column costs a conversion.
-        state_columns = [
-            column for column in baseline.columns if column.name not in _UNUSED_STATE_COLUMNS
-        ]
+        unused = _UNUSED_STATE_COLUMNS
+        if self.settings.mapping.groups is None:
+            unused |= {"groups"}
+        state_columns = [column for column in baseline.columns if column.name not in unused]
         names = [column.name for column in state_columns]
         key_at = names.index("key")
         query = (
@@ -730,7 +735,9 @@ class _Planner:
 
         for rows in self._pages(query, desired.c.line):
             for _line, key, active, manager_key, data, wave, wave_of_manager, *stored in rows:
-                state = None if stored[key_at] is None else dict(zip(names, stored, strict=True))
+                state = None
+                if stored[key_at] is not None:
+                    state = {"groups": None, **dict(zip(names, stored, strict=True))}
                 if state is not None and not active and state["hr_active"]:
                     state = self._fresh_status(state)
                 changes = plan_for_desired(
