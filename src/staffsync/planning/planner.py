@@ -143,7 +143,9 @@ class Plan:
         query = sa.select(plan).order_by(plan.c.phase, plan.c.seq)
         if not include_state_only:
             query = query.where(plan.c.action != Action.RECORD)
-        for row in self.connection.execute(query).mappings():
+        # Fetched in chunks (a server-side cursor on PostgreSQL): an initial load plans a
+        # change for every person of the roster.
+        for row in self.connection.execute(query.execution_options(yield_per=PAGE)).mappings():
             yield PlannedChange(
                 seq=row["seq"],
                 phase=row["phase"],
