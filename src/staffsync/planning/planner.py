@@ -213,8 +213,8 @@ def build_plan(
         )
         raise EmptySourceError(msg, location=source.location)
 
-    tables.index_staging(connection, by_match_value=planner.by_match_value)
-    planner.reject_duplicate_keys()
+    if not tables.index_staging(connection, by_match_value=planner.by_match_value):
+        planner.reject_duplicate_keys()
     planner.map_changed_records()
     planner.reject_duplicate_emails()
     if remote is not None and settings.mapping.adopt_by_email:

