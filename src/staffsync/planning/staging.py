@@ -75,8 +75,8 @@ def record_hash(payload: str, salt: bytes) -> bytes:
 def record_hasher(salt: bytes) -> Callable[[str], bytes]:
     """Return a function that computes :func:`record_hash` with ``salt``, faster.
 
-    A keyed BLAKE2b spends half its time on a short record processing the key block;
-    copying a hasher that has already absorbed it skips that work.
+    A keyed BLAKE2b spends about half its time on a short record processing the key
+    block. Copying a hasher that has already absorbed the key skips that work.
     """
     keyed = hashlib.blake2b(digest_size=16, key=salt)
     copy = keyed.copy
@@ -157,8 +157,8 @@ class StagingTables:
     def create(self, connection: sa.Connection) -> None:
         """Create the tables on ``connection``, dropping leftovers of an earlier plan."""
         if connection.dialect.name == "sqlite":
-            # SQLite caches only 2 MiB of temporary tables by default; a large export
-            # would otherwise go back and forth to the temporary file on every step.
+            # SQLite caches only 2 MiB of temporary tables by default, so a large export
+            # would otherwise move pages to and from the temporary file at every step.
             connection.exec_driver_sql(f"PRAGMA temp.cache_size = -{TEMP_CACHE_KIB}")
         self.metadata.drop_all(connection, checkfirst=True)
         self.metadata.create_all(connection)
@@ -171,8 +171,8 @@ class StagingTables:
             unique; False when some key repeats and the rows need checking.
         """
         # The indexes serve equality lookups only. On PostgreSQL, text_pattern_ops orders
-        # them byte by byte instead of by the database's collation, which builds an index
-        # of a million keys two to three times faster; equality works the same.
+        # them byte by byte instead of by the database's collation, and equality works the
+        # same. An index of a million keys then builds two to three times faster.
         ops = " text_pattern_ops" if connection.dialect.name == "postgresql" else ""
         try:
             with connection.begin_nested():
