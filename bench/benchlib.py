@@ -194,6 +194,13 @@ def copy_state(source_url: str, target_url: str) -> None:
             if batch:
                 writer.execute(sa.insert(table), batch)
         if target.dialect.name == "postgresql":
+            # The rows came with their ids, so the id sequence must continue after them.
+            writer.execute(
+                sa.text(
+                    "SELECT setval(pg_get_serial_sequence('changes', 'id'),"
+                    " (SELECT coalesce(max(id), 0) + 1 FROM changes), false)"
+                )
+            )
             writer.execute(sa.text("ANALYZE"))
     source.dispose()
     target.dispose()

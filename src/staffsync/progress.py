@@ -38,7 +38,7 @@ STAGE_LABELS = {
     "remote": "Reading Staffbase users",
     "apply": "Applying changes",
 }
-"""What each stage passed to ``RunRequest.progress`` is shown as."""
+"""The label shown for each stage that ``RunRequest.progress`` reports."""
 
 
 class _RateColumn(ProgressColumn):
