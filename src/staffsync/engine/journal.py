@@ -168,21 +168,22 @@ def apply_records(
     connection.execute(sa.delete(updates))
     insert_rows(connection, updates, _RECORD_COLUMNS, rows)
 
-    # Correlated lookups rather than UPDATE … FROM, which SQLite before 3.33 lacks.
-    def new(column: str) -> sa.ScalarSelect[Any]:
-        return sa.select(updates.c[column]).where(updates.c.key == users.c.key).scalar_subquery()
-
+    if connection.dialect.name == "postgresql":
+        new_values: dict[str, Any] = {name: updates.c[name] for name in _RECORD_COLUMNS[1:]}
+        statement = sa.update(users).where(users.c.key == updates.c.key)
+    else:
+        # Correlated lookups rather than UPDATE … FROM, which SQLite before 3.33 lacks.
+        new_values = {
+            name: sa.select(updates.c[name]).where(updates.c.key == users.c.key).scalar_subquery()
+            for name in _RECORD_COLUMNS[1:]
+        }
+        statement = sa.update(users).where(users.c.key.in_(sa.select(updates.c.key)))
     connection.execute(
-        sa.update(users)
-        .where(users.c.key.in_(sa.select(updates.c.key)))
-        .values(
-            record_hash=new("record_hash"),
-            match_value=new("match_value"),
-            email_key=new("email_key"),
-            hr_active=new("hr_active"),
+        statement.values(
+            **new_values,
             updated_at=now,
             left_at=sa.case(
-                (new("hr_active"), None),
+                (new_values["hr_active"], None),
                 else_=sa.func.coalesce(users.c.left_at, now),
             ),
         )
