@@ -8,8 +8,9 @@ For each size and state database:
 1. bench/data/ gets the base export and a variant with 1 % of the people changed.
 2. The state is brought in step with the base export, once, and kept for later runs
    (``--reseed`` forces it). 10k people are synced for real into an in-process
-   emulator. 100k and 1M are synced through the same engine code with a client that
-   answers every request at once (:class:`benchlib.InstantClient`).
+   emulator. On SQLite, 100k and 1M are synced through the same engine code with a
+   client that answers every request at once (:class:`benchlib.InstantClient`); on
+   PostgreSQL, the rows of that SQLite state are copied (:func:`benchlib.copy_state`).
 3. A fresh process reads the variant once with a bare ``csv.reader`` loop, then plans it
    as ``staffsync plan`` does (``execute_run`` with ``dry_run=True``), and reports both
    times and its peak RSS.
