@@ -18,6 +18,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from staffsync import __version__
 from staffsync.logs import configure_logging, redact_text, register_settings_secrets
+from staffsync.progress import ProgressDisplay
 from staffsync.render import print_plan, print_status, print_summary
 from staffsync.runner import RunRequest, execute_run
 from staffsync.settings import ConfigError, Settings, load_settings, resolve_config_path
@@ -102,7 +103,9 @@ def _run_and_report(
     settings = options.settings()
     options.configure_logging(settings, default_format="console")
     try:
-        report = execute_run(settings, request)
+        with ProgressDisplay() as display:
+            request.progress = display.update
+            report = execute_run(settings, request)
     except RunLockHeld as exc:
         _fail(f"{exc}; try again once it has finished")
     except (SchemaOutdated, StateDatabaseError) as exc:

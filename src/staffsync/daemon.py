@@ -75,7 +75,9 @@ def _progress_logger() -> Callable[[str, int, int], None]:
     def report(stage: str, done: int, total: int) -> None:
         nonlocal last
         now = time.monotonic()
-        if now - last < PROGRESS_LOG_SECONDS and done < total:
+        # A stage of unknown size (total 0) is logged on the interval only.
+        finished = 0 < total <= done
+        if now - last < PROGRESS_LOG_SECONDS and not finished:
             return
         last = now
         log.info("run_progress", stage=stage, done=done, total=total)

@@ -78,7 +78,9 @@ class RunRequest:
     """How long to wait for another run's lock: None waits as long as it takes, 0 skips."""
     stop: threading.Event = field(default_factory=threading.Event)
     progress: Callable[[str, int, int], None] | None = None
-    """Called with (stage, done, total) while records are read and changes applied."""
+    """Called with (stage, done, total) from the run's thread as it goes; total 0 means
+    unknown. Stages: ``remote`` (Staffbase users read, full runs), ``read`` (export
+    records staged), ``map`` (changed records mapped) and ``apply`` (changes sent)."""
 
 
 def new_id(prefix: str) -> str:
@@ -275,10 +277,21 @@ class _Run:
         only = frozenset(keys) if keys else None
         remote = None
         if self.request.mode == "full":
-            remote = load_remote_users(self.connection, self.clients.get(), now=self.now)
+            remote = load_remote_users(
+                self.connection, self.clients.get(), now=self.now, progress=self._remote_progress
+            )
             log.info("staffbase_users_read", users=remote.users_read)
-        options = PlanOptions(now=self.now, only_keys=only, status_of=self._status_of)
+        options = PlanOptions(
+            now=self.now,
+            only_keys=only,
+            status_of=self._status_of,
+            progress=self.request.progress,
+        )
         return build_plan(self.connection, self.settings, source, mapper, options, remote=remote)
+
+    def _remote_progress(self, users_read: int) -> None:
+        if self.request.progress is not None:
+            self.request.progress("remote", users_read, 0)
 
     def _status_of(self, staffbase_id: str) -> str | None:
         """Return a user's current Staffbase status, or None if it cannot be read now."""

@@ -28,6 +28,7 @@ log = structlog.get_logger(__name__)
 GONE = "gone"
 """Outcome of a change whose Staffbase user no longer exists."""
 
+
 @dataclass(slots=True)
 class WorkItem:
     """A planned change ready to run: its journal id and the Staffbase ids it needs."""

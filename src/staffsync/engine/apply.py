@@ -43,6 +43,8 @@ __all__ = ["ApplyResult", "apply_plan"]
 log = structlog.get_logger(__name__)
 
 PAGE = 200
+STATE_ONLY_PAGE = 10_000
+"""State-only changes applied per transaction; they are set-based and send nothing."""
 FLUSH_EVERY = 100
 FLUSH_SECONDS = 0.5
 
@@ -160,14 +162,19 @@ def _apply_state_only(
                 changes.c.seq > last_seq,
             )
             .order_by(changes.c.seq)
-            .limit(PAGE * 10)
+            .limit(STATE_ONLY_PAGE)
         ).all()
         if not rows:
             return
         apply_records(connection, [(row.key, row.data["record"]) for row in rows], now)
         connection.execute(
             sa.update(changes)
-            .where(changes.c.id.in_([row.id for row in rows]))
+            .where(
+                changes.c.plan_id == plan_id,
+                changes.c.action == Action.RECORD,
+                changes.c.state == "planned",
+                changes.c.seq.between(rows[0].seq, rows[-1].seq),
+            )
             .values(state="done", outcome=Action.RECORD, updated_at=now)
         )
         connection.commit()

@@ -17,6 +17,7 @@ import sqlalchemy as sa
 
 from staffsync.engine.actions import GONE, Outcome
 from staffsync.planning.model import Action
+from staffsync.planning.staging import insert_rows
 from staffsync.state import schema
 from staffsync.state.upsert import upsert
 
@@ -92,40 +93,68 @@ def record_outcomes(connection: sa.Connection, outcomes: Sequence[Outcome], now:
     bump_state_version(connection)
 
 
+_record_updates = sa.Table(
+    "record_updates",
+    sa.MetaData(),
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("record_hash", sa.LargeBinary(16), nullable=True),
+    sa.Column("match_value", sa.Text, nullable=True),
+    sa.Column("email_key", sa.Text, nullable=True),
+    sa.Column("hr_active", sa.Boolean, nullable=False),
+    prefixes=["TEMPORARY"],
+)
+_KEYS_PER_STATEMENT = 500
+_RECORD_COLUMNS = ("key", "record_hash", "match_value", "email_key", "hr_active")
+
+
 def apply_records(
     connection: sa.Connection, items: Iterable[tuple[str, dict[str, Any]]], now: datetime
 ) -> int:
-    """Apply state-only changes (new record hashes, lookup values); return how many."""
-    users = schema.users
+    """Apply state-only changes (new record hashes, lookup values); return how many.
+
+    The new values are bulk-loaded into a temporary table and applied by one UPDATE,
+    because after a ``[mapping]`` edit every user of a large roster gets one, and one
+    statement per user would take minutes. Each key may appear once in ``items``.
+    """
     rows = [
-        {
-            "k": key,
-            "record_hash": bytes.fromhex(record["record_hash"]) if record["record_hash"] else None,
-            "match_value": record.get("match_value"),
-            "email_key": record.get("email_key"),
-            "hr_active": record["hr_active"],
-            "updated_at": now,
-        }
+        (
+            key,
+            bytes.fromhex(record["record_hash"]) if record["record_hash"] else None,
+            record.get("match_value"),
+            record.get("email_key"),
+            record["hr_active"],
+        )
         for key, record in items
     ]
     if not rows:
         return 0
+
+    updates, users = _record_updates, schema.users
+    updates.create(connection, checkfirst=True)
+    connection.execute(sa.delete(updates))
+    insert_rows(connection, updates, _RECORD_COLUMNS, rows)
+
+    if connection.dialect.name == "postgresql":
+        new_values: dict[str, Any] = {name: updates.c[name] for name in _RECORD_COLUMNS[1:]}
+        statement = sa.update(users).where(users.c.key == updates.c.key)
+    else:
+        # Correlated lookups rather than UPDATE … FROM, which SQLite before 3.33 lacks.
+        new_values = {
+            name: sa.select(updates.c[name]).where(updates.c.key == users.c.key).scalar_subquery()
+            for name in _RECORD_COLUMNS[1:]
+        }
+        statement = sa.update(users).where(users.c.key.in_(sa.select(updates.c.key)))
     connection.execute(
-        sa.update(users)
-        .where(users.c.key == sa.bindparam("k"))
-        .values(
-            record_hash=sa.bindparam("record_hash"),
-            match_value=sa.bindparam("match_value"),
-            email_key=sa.bindparam("email_key"),
-            hr_active=sa.bindparam("hr_active"),
-            updated_at=sa.bindparam("updated_at"),
+        statement.values(
+            **new_values,
+            updated_at=now,
             left_at=sa.case(
-                (sa.bindparam("hr_active"), None),
+                (new_values["hr_active"], None),
                 else_=sa.func.coalesce(users.c.left_at, now),
             ),
-        ),
-        rows,
+        )
     )
+    updates.drop(connection)
     bump_state_version(connection)
     return len(rows)
 

@@ -22,7 +22,8 @@ def plan_for_desired(
     data: Mapping[str, Any],
     state: Mapping[str, Any] | None,
     settings: Settings,
-    creating: Mapping[str, int],
+    wave: int | None,
+    manager_wave: int | None,
 ) -> list[PlannedChange]:
     """Plan the changes for one accepted record whose raw values changed.
 
@@ -33,8 +34,10 @@ def plan_for_desired(
         data: the mapped record as the planner stored it (fields, manager_ref, groups …).
         state: the person's row in the baseline table, or None if Staffbase has no user.
         settings: the configuration.
-        creating: the people this plan creates, by key, with the wave in which each is
-            created (see :class:`Phase`); their Staffbase ids do not exist yet.
+        wave: the wave in which this plan creates the person (see :class:`Phase`), or
+            None when the person is not created by it.
+        manager_wave: the wave in which this plan creates the person's manager, or None
+            when the manager exists already; a created manager has no Staffbase id yet.
 
     Returns:
         Zero or more changes. A change that sets a manager created in the same run is
@@ -51,9 +54,7 @@ def plan_for_desired(
     if state is None:
         if not active:
             return []
-        return _plan_create(
-            key, data, record, manager_key if wants_manager else None, creating[key]
-        )
+        return _plan_create(key, data, record, manager_key if wants_manager else None, wave or 0)
 
     if not active:
         if state["hr_active"]:
@@ -65,8 +66,8 @@ def plan_for_desired(
     phase = Phase.PEOPLE
     if wants_manager and manager_key != state["manager_key"]:
         diff["manager"] = {"before": state["manager_key"], "after": manager_key}
-        if manager_key is not None and manager_key in creating:
-            phase = Phase.after_manager(creating[manager_key])
+        if manager_key is not None and manager_wave is not None:
+            phase = Phase.after_manager(manager_wave)
 
     groups = data.get("groups")
     if groups is not None and sorted(state["groups"] or []) != sorted(groups):

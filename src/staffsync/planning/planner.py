@@ -27,13 +27,13 @@ from staffsync.planning.staging import (
     decode_values,
     encode_values,
     insert_rows,
-    record_hash,
+    record_hasher,
 )
 from staffsync.sources.base import RawRecord, RecordIssue, SourceError
 from staffsync.state import schema
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable, Iterator, Sequence
     from datetime import datetime
 
     from staffsync.mapping import DesiredUser, RecordMapper
@@ -47,7 +47,13 @@ log = structlog.get_logger(__name__)
 
 INSERT_BATCH = 5000
 MAP_BATCH = 1000
+PAGE = 2000
+"""Rows read per query when walking a temporary table that can hold the whole roster."""
 MAX_LISTED_ISSUES = 10_000
+STAGING_COLUMNS = ("line", "key", "record_hash", "payload", "match_value")
+DESIRED_COLUMNS = ("key", "line", "active", "email_key", "manager_ref", "data")
+_UNUSED_STATE_COLUMNS = frozenset({"created_at", "updated_at", "left_at"})
+PLAN_COLUMNS = ("seq", "phase", "action", "key", "staffbase_id", "data")
 MAX_STATUS_LOOKUPS = 500
 """Pending leavers looked up while planning; beyond it, the engine checks each at send time."""
 
@@ -69,6 +75,9 @@ class PlanOptions:
     still calls pending is looked up before the plan decides between deleting (pending)
     and deactivating (signed in). Without it, the engine checks just before sending.
     """
+    progress: Callable[[str, int, int], None] | None = None
+    """Called with (stage, done, total): ``read`` counts the records staged so far (total
+    0, unknown), ``map`` the changed records mapped out of ``total``."""
 
 
 @dataclass
@@ -104,6 +113,7 @@ class Plan:
     source_fingerprint: str
     state_version: int
     active_synced: int
+    """Active people staffsync manages; counted only when the plan deactivates someone."""
     leavers_withheld: int
     remote: RemoteTables | None = None
     """For a full resync, the users read from Staffbase that the plan was made against."""
@@ -135,7 +145,9 @@ class Plan:
         query = sa.select(plan).order_by(plan.c.phase, plan.c.seq)
         if not include_state_only:
             query = query.where(plan.c.action != Action.RECORD)
-        for row in self.connection.execute(query).mappings():
+        # Fetched in chunks (a server-side cursor on PostgreSQL): an initial load plans a
+        # change for every person of the roster.
+        for row in self.connection.execute(query.execution_options(yield_per=PAGE)).mappings():
             yield PlannedChange(
                 seq=row["seq"],
                 phase=row["phase"],
@@ -206,40 +218,20 @@ def build_plan(
         )
         raise EmptySourceError(msg, location=source.location)
 
-    tables.index_staging(connection, by_match_value=planner.by_match_value)
-    planner.reject_duplicate_keys()
+    if not tables.index_staging(connection, by_match_value=planner.by_match_value):
+        planner.reject_duplicate_keys()
     planner.map_changed_records()
     planner.reject_duplicate_emails()
     if remote is not None and settings.mapping.adopt_by_email:
         planner.adopt_by_email()
     planner.resolve_managers()
+    planner.number_creation_waves()
     planner.plan_present_people()
     planner.plan_leavers()
     planner.plan_expired_deletions()
     if remote is not None:
         planner.plan_orphans()
     return planner.result()
-
-
-def creation_waves(managers: dict[str, str | None]) -> dict[str, int]:
-    """Return the wave in which each new person is created: 0 when their manager already
-    exists (or they have none), else one more than their manager's wave.
-
-    ``managers`` maps each key to be created to its manager's key. Manager cycles were
-    broken before, but a leftover one is cut rather than followed forever.
-    """
-    waves: dict[str, int] = {}
-    for start in managers:
-        chain = []
-        key: str | None = start
-        while key is not None and key in managers and key not in waves and key not in chain:
-            chain.append(key)
-            key = managers[key]
-        wave = waves[key] + 1 if key is not None and key in waves else 0
-        for member in reversed(chain):
-            waves[member] = wave
-            wave += 1
-    return waves
 
 
 class _Planner:
@@ -265,10 +257,12 @@ class _Planner:
         self.salt = mapping_salt(settings, mapper)
 
         self.records = 0
+        self.duplicate_rows = 0
         self.unidentified = 0
         self.rejected = IssueList()
         self.warnings = IssueList()
         self.fingerprint = hashlib.blake2b(self.salt, digest_size=16)
+        # Keys of rejected and deferred rows. They grow with the problems, not the roster.
         self.protected: set[str] = set()
         self.counts: Counter[str] = Counter()
         self.unchanged = 0
@@ -284,25 +278,24 @@ class _Planner:
 
     def ingest(self, source: Source) -> None:
         """Stream every record into the staging table."""
+        # The loop runs once per record of the export, so it uses locals only.
         fields = self.mapper.source_fields
         clean_key = self.mapper.clean_key
         match_index = self.mapper.match_index
-        columns = ("line", "key", "record_hash", "payload", "match_value")
+        hash_payload = record_hasher(self.salt)
         batch: list[tuple[Any, ...]] = []
-        salt = self.salt
-        fingerprint = self.fingerprint
 
         for item in source.read(fields):
             if isinstance(item, RecordIssue):
                 self._reject(item)
                 continue
 
-            values = item.values
+            line, values = item
             key = clean_key(values[0])
             if key is None:
                 self._reject(
                     RecordIssue(
-                        item.line,
+                        line,
                         None,
                         fields[0],
                         _shown(values[0]),
@@ -312,16 +305,26 @@ class _Planner:
                 )
                 continue
             payload = encode_values(values)
-            digest = record_hash(payload, salt)
-            fingerprint.update(digest)
             match_value = clean_key(values[match_index]) if match_index is not None else None
-            batch.append((item.line, key, digest, payload, match_value))
-            self.records += 1
+            batch.append((line, key, hash_payload(payload), payload, match_value))
             if len(batch) >= INSERT_BATCH:
-                insert_rows(self.connection, self.tables.staging, columns, batch)
+                self._stage(batch)
                 batch = []
 
-        insert_rows(self.connection, self.tables.staging, columns, batch)
+        self._stage(batch)
+
+    def _stage(self, rows: list[tuple[Any, ...]]) -> None:
+        if not rows:
+            return
+        insert_rows(self.connection, self.tables.staging, STAGING_COLUMNS, rows)
+        # Hashing the concatenated digests equals feeding them one at a time.
+        self.fingerprint.update(b"".join([row[2] for row in rows]))
+        self.records += len(rows)
+        self._progress("read", self.records, 0)
+
+    def _progress(self, stage: str, done: int, total: int) -> None:
+        if self.options.progress is not None:
+            self.options.progress(stage, done, total)
 
     def _reject(self, issue: RecordIssue) -> None:
         self.rejected.add(issue)
@@ -357,6 +360,7 @@ class _Planner:
                 .all()
             )
             listed = ", ".join(str(line) for line in lines)
+            self.duplicate_rows += len(lines)
             for line in lines:
                 self._reject(
                     RecordIssue(
@@ -375,13 +379,13 @@ class _Planner:
 
     def map_changed_records(self) -> None:
         """Map the records that are new or whose raw values differ from the last run's."""
-        staging, baseline = self.tables.staging, self.baseline
+        staging, baseline, changed = self.tables.staging, self.baseline, self.tables.changed
         query = (
             sa.select(
                 staging.c.line,
                 staging.c.key,
-                staging.c.payload,
                 staging.c.record_hash,
+                staging.c.payload,
                 staging.c.match_value,
             )
             .select_from(staging.outerjoin(baseline, baseline.c.key == staging.c.key))
@@ -393,49 +397,61 @@ class _Planner:
                     baseline.c.record_hash != staging.c.record_hash,
                 ),
             )
-            .order_by(staging.c.line)
         )
         if self.options.only_keys is not None:
             query = query.where(staging.c.key.in_(sorted(self.options.only_keys)))
-
-        columns = ("key", "line", "active", "email_key", "manager_key", "data")
-        selected = 0
-        batch: list[tuple[Any, ...]] = []
-        # The result is read completely before inserting, because SQLite cannot write to
-        # one table while a cursor is still reading across it on the same connection.
-        rows = self.connection.execute(query).all()
-        for line, key, payload, digest, match_value in rows:
-            selected += 1
-            if key in self.deferred:
-                self.protected.add(key)
-                continue
-            outcome = self.mapper.map(RawRecord(line, decode_values(payload)))
-            if isinstance(outcome, list):
-                for issue in outcome:
-                    self._reject(issue)
-                self.protected.add(key)
-                continue
-            batch.append(_desired_row(outcome, digest, match_value))
-            if len(batch) >= MAP_BATCH:
-                self._insert_desired(columns, batch)
-                batch = []
-        self._insert_desired(columns, batch)
-
-        accepted = self.connection.execute(
-            sa.select(sa.func.count()).select_from(staging).where(sa.not_(staging.c.rejected))
+        # The changed rows are copied aside and read back a page at a time, so memory
+        # does not grow with them (after a [mapping] edit, every record has changed).
+        self.connection.execute(sa.insert(changed).from_select(STAGING_COLUMNS, query))
+        selected = self.connection.execute(
+            sa.select(sa.func.count()).select_from(changed)
         ).scalar_one()
+
+        mapped = 0
+        for rows in self._pages(sa.select(changed), changed.c.line):
+            batch: list[tuple[Any, ...]] = []
+            for line, key, digest, payload, match_value in rows:
+                if key in self.deferred:
+                    self.protected.add(key)
+                    continue
+                outcome = self.mapper.map(RawRecord(line, decode_values(payload)))
+                if isinstance(outcome, list):
+                    for issue in outcome:
+                        self._reject(issue)
+                    self.protected.add(key)
+                    continue
+                batch.append(_desired_row(outcome, digest, match_value))
+            insert_rows(self.connection, self.tables.desired, DESIRED_COLUMNS, batch)
+            mapped += len(rows)
+            self._progress("map", mapped, selected)
+        self.tables.index_desired(self.connection)
+
+        accepted = self.records - self.duplicate_rows
         self.unchanged += accepted - selected
 
-    def _insert_desired(self, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
-        if rows:
-            self.connection.execute(
-                sa.insert(self.tables.desired),
-                [dict(zip(columns, row, strict=True)) for row in rows],
-            )
+    def _pages(
+        self, query: sa.Select[Any], order: sa.ColumnElement[Any]
+    ) -> Iterator[Sequence[Any]]:
+        """Yield the rows of ``query`` in pages of :data:`PAGE`, ordered by ``order``.
+
+        ``order`` must be unique and not NULL. Each page is a query of its own (keyset
+        paging). No cursor stays open while the caller writes, which SQLite does not allow
+        on the table being read, and memory keeps one page at a time.
+        """
+        last: Any = None
+        while True:
+            page = query.order_by(order).limit(PAGE)
+            if last is not None:
+                page = page.where(order > last)
+            rows = self.connection.execute(page).all()
+            if not rows:
+                return
+            yield rows
+            last = rows[-1]._mapping[order]
 
     def reject_duplicate_emails(self) -> None:
         """Reject both rows when one e-mail address (any letter case) belongs to two keys."""
-        desired, baseline, staging = self.tables.desired, self.baseline, self.tables.staging
+        desired, baseline = self.tables.desired, self.baseline
         email_field = self.settings.mapping.fields["email"]
         clashes: dict[str, set[tuple[str, int]]] = {}
 
@@ -453,34 +469,30 @@ class _Planner:
         for email_key, key, line in within:
             clashes.setdefault(email_key, set()).add((key, line))
 
-        # A changed record against an unchanged one that keeps its address.
-        unchanged_holder = (
-            sa.select(
-                desired.c.email_key,
-                desired.c.key,
-                desired.c.line,
-                baseline.c.key.label("other_key"),
-                staging.c.line.label("other_line"),
-            )
+        # A changed record against an unchanged one that keeps its address. The lines of
+        # those holders are read in a second query: joined in one, SQLite (which has no
+        # statistics on temporary tables) starts from the whole staging table.
+        pairs = self.connection.execute(
+            sa.select(desired.c.email_key, desired.c.key, desired.c.line, baseline.c.key)
             .select_from(
                 desired.join(
                     baseline,
                     sa.and_(
                         baseline.c.email_key == desired.c.email_key, baseline.c.key != desired.c.key
                     ),
-                ).join(
-                    staging, sa.and_(staging.c.key == baseline.c.key, sa.not_(staging.c.rejected))
                 )
             )
             .where(
                 desired.c.active,
                 ~sa.exists().where(desired.c.key == baseline.c.key).correlate(baseline),
             )
-        )
-        for email_key, key, line, other_key, other_line in self.connection.execute(
-            unchanged_holder
-        ):
-            clashes.setdefault(email_key, set()).update({(key, line), (other_key, other_line)})
+        ).all()
+        staged = self._staged_lines({other_key for *_, other_key in pairs})
+        for email_key, key, line, other_key in pairs:
+            if other_key in staged:
+                clashes.setdefault(email_key, set()).update(
+                    {(key, line), (other_key, staged[other_key])}
+                )
 
         for email_key, holders in clashes.items():
             listed = ", ".join(
@@ -502,17 +514,36 @@ class _Planner:
                 sa.update(desired).where(desired.c.key.in_(keys)).values(rejected=True)
             )
 
+    def _staged_lines(self, keys: set[str]) -> dict[str, int]:
+        """Return the export line of each of ``keys`` that has an accepted row."""
+        staging, ordered = self.tables.staging, sorted(keys)
+        lines: dict[str, int] = {}
+        for start in range(0, len(ordered), MAP_BATCH):
+            rows = self.connection.execute(
+                sa.select(staging.c.key, staging.c.line).where(
+                    staging.c.key.in_(ordered[start : start + MAP_BATCH]),
+                    sa.not_(staging.c.rejected),
+                )
+            )
+            lines.update({key: line for key, line in rows})
+        return lines
+
     def resolve_managers(self) -> None:
         """Replace each changed record's manager reference with the manager's key."""
+        # NOTE: the references, their targets and the chains walked for cycles stay in
+        # memory, about 0.5 KB per changed record that names a manager (measured at 100k).
+        # A [mapping] edit that changes every record of a million needs about 500 MB here.
         desired = self.tables.desired
-        candidates: list[ManagerCandidate] = []
-        for key, line, data in self.connection.execute(
-            sa.select(desired.c.key, desired.c.line, desired.c.data).where(
-                desired.c.active, sa.not_(desired.c.rejected)
+        candidates = [
+            ManagerCandidate(key, line, ref)
+            for key, line, ref in self.connection.execute(
+                sa.select(desired.c.key, desired.c.line, desired.c.manager_ref).where(
+                    desired.c.active,
+                    sa.not_(desired.c.rejected),
+                    desired.c.manager_ref.is_not(None),
+                )
             )
-        ):
-            if isinstance(data.get("manager_ref"), str):
-                candidates.append(ManagerCandidate(key, line, data["manager_ref"]))
+        ]
         if not candidates:
             return
 
@@ -666,55 +697,114 @@ class _Planner:
 
     # -- producing changes -------------------------------------------------------------
 
-    def plan_present_people(self) -> None:
-        """Plan creates, updates, reactivations and status deactivations for changed records."""
+    def number_creation_waves(self) -> None:
+        """Give each new person the wave in which it is created (see :class:`Phase`).
+
+        Wave 0 holds those whose manager exists already or who have none; everyone else
+        comes one wave after their manager. Manager cycles were broken before, but a
+        leftover one is cut: its members are put in wave 0 rather than followed forever.
+        """
         desired, baseline = self.tables.desired, self.baseline
-        creating = creation_waves(
-            dict(
-                self.connection.execute(
-                    sa.select(desired.c.key, desired.c.manager_key)
-                    .select_from(desired.outerjoin(baseline, baseline.c.key == desired.c.key))
-                    .where(baseline.c.key.is_(None), desired.c.active, sa.not_(desired.c.rejected))
-                ).all()
-            )
-        )
-        rows = (
-            self.connection.execute(
-                sa.select(desired, baseline)
+        creating, waves = self.tables.creating, self.tables.waves
+        self.connection.execute(
+            sa.insert(creating).from_select(
+                ["key", "manager_key"],
+                sa.select(desired.c.key, desired.c.manager_key)
                 .select_from(desired.outerjoin(baseline, baseline.c.key == desired.c.key))
-                .where(sa.not_(desired.c.rejected))
-                .order_by(desired.c.line)
+                .where(baseline.c.key.is_(None), desired.c.active, sa.not_(desired.c.rejected)),
             )
-            .mappings()
-            .all()
         )
 
-        for row in rows:
-            state = None if row[baseline.c.key] is None else _state_of(row, baseline)
-            if state is not None and not row[desired.c.active] and state["hr_active"]:
-                state = self._fresh_status(state)
-            changes = plan_for_desired(
-                key=row[desired.c.key],
-                active=row[desired.c.active],
-                manager_key=row[desired.c.manager_key],
-                data=row[desired.c.data],
-                state=state,
-                settings=self.settings,
-                creating=creating,
+        # A recursive query walks down from the roots in one statement, however deep the
+        # hierarchy of new people is. Each person has one manager, so each is reached once.
+        manager = creating.alias("created_manager")
+        walk = (
+            sa.select(creating.c.key, sa.literal(0, sa.Integer).label("wave"))
+            .where(~sa.exists().where(manager.c.key == creating.c.manager_key))
+            .cte("walk", recursive=True)
+        )
+        report = creating.alias("report")
+        walk = walk.union_all(
+            sa.select(report.c.key, walk.c.wave + 1).where(report.c.manager_key == walk.c.key)
+        )
+        self.connection.execute(
+            sa.insert(waves).from_select(["key", "wave"], sa.select(walk.c.key, walk.c.wave))
+        )
+        self.connection.execute(
+            sa.insert(waves).from_select(
+                ["key", "wave"],
+                sa.select(creating.c.key, sa.literal(0, sa.Integer)).where(
+                    ~sa.exists().where(waves.c.key == creating.c.key)
+                ),
             )
-            if not any(change.action != Action.RECORD for change in changes):
-                self.unchanged += 1
-            for change in changes:
-                self._add(change)
+        )
+
+    def plan_present_people(self) -> None:
+        """Plan creates, updates, reactivations and status deactivations for changed records."""
+        desired, baseline, waves = self.tables.desired, self.baseline, self.tables.waves
+        manager_wave = waves.alias("manager_wave")
+        # Only the baseline columns the diff reads: after a [mapping] edit this loop runs
+        # once per person of the roster, and every column costs a conversion.
+        unused = _UNUSED_STATE_COLUMNS
+        if self.settings.mapping.groups is None:
+            unused |= {"groups"}
+        state_columns = [column for column in baseline.columns if column.name not in unused]
+        names = [column.name for column in state_columns]
+        key_at = names.index("key")
+        query = (
+            sa.select(
+                desired.c.line,
+                desired.c.key,
+                desired.c.active,
+                desired.c.manager_key,
+                desired.c.data,
+                waves.c.wave,
+                manager_wave.c.wave,
+                *state_columns,
+            )
+            .select_from(
+                desired.outerjoin(baseline, baseline.c.key == desired.c.key)
+                .outerjoin(waves, waves.c.key == desired.c.key)
+                .outerjoin(manager_wave, manager_wave.c.key == desired.c.manager_key)
+            )
+            .where(sa.not_(desired.c.rejected))
+        )
+
+        for rows in self._pages(query, desired.c.line):
+            for _line, key, active, manager_key, data, wave, wave_of_manager, *stored in rows:
+                state = None
+                if stored[key_at] is not None:
+                    state = {"groups": None, **dict(zip(names, stored, strict=True))}
+                if state is not None and not active and state["hr_active"]:
+                    state = self._fresh_status(state)
+                changes = plan_for_desired(
+                    key=key,
+                    active=active,
+                    manager_key=manager_key,
+                    data=data,
+                    state=state,
+                    settings=self.settings,
+                    wave=wave,
+                    manager_wave=wave_of_manager,
+                )
+                if not any(change.action != Action.RECORD for change in changes):
+                    self.unchanged += 1
+                for change in changes:
+                    self._add(change)
 
     def plan_leavers(self) -> None:
         """Plan deactivations for active people that a full export no longer lists."""
         if not self.settings.source.full_snapshot:
             return
         staging, baseline = self.tables.staging, self.baseline
+        # The keys missing from the export are found on the key index alone; only their
+        # rows are read then, not every row of the state.
+        absent = baseline.alias("absent")
         query = sa.select(baseline).where(
             baseline.c.hr_active,
-            ~sa.exists().where(staging.c.key == baseline.c.key),
+            baseline.c.key.in_(
+                sa.select(absent.c.key).where(~sa.exists().where(staging.c.key == absent.c.key))
+            ),
         )
         if self.remote is not None:
             # Users staffsync never provisioned are orphans, not leavers.
@@ -722,25 +812,30 @@ class _Planner:
         if self.options.only_keys is not None:
             query = query.where(baseline.c.key.in_(sorted(self.options.only_keys)))
 
-        leavers = self.connection.execute(query).mappings().all()
-        if leavers and self.unidentified:
-            # A row whose key could not be read may belong to any of these people.
-            self._withhold_leavers(len(leavers), "some rows could not be read and may be theirs")
-            return
-        if leavers and self._every_row_rejected():
-            # A new status vocabulary, date format or column layout rejects every row:
-            # such an export does not show who left.
-            self._withhold_leavers(
-                len(leavers), "every row of the export was rejected, so it does not show who left"
-            )
-            return
+        if self.unidentified or self.rejected.total:
+            count = self.connection.execute(
+                sa.select(sa.func.count()).select_from(query.subquery())
+            ).scalar_one()
+            if count and self.unidentified:
+                # A row whose key could not be read may belong to any of these people.
+                self._withhold_leavers(count, "some rows could not be read and may be theirs")
+                return
+            if count and self._every_row_rejected():
+                # A new status vocabulary, date format or column layout rejects every row:
+                # such an export does not show who left.
+                self._withhold_leavers(
+                    count, "every row of the export was rejected, so it does not show who left"
+                )
+                return
 
-        for row in leavers:
-            if row["key"] in self.deferred or row["key"] in self.protected:
-                continue
-            state = self._fresh_status(_state_of(row, baseline))
-            for change in plan_for_leaver(state, self.settings, reason="absent"):
-                self._add(change)
+        for rows in self._pages(query, baseline.c.key):
+            for row in rows:
+                state = _state_of(row._mapping, baseline)
+                if state["key"] in self.deferred or state["key"] in self.protected:
+                    continue
+                state = self._fresh_status(state)
+                for change in plan_for_leaver(state, self.settings, reason="absent"):
+                    self._add(change)
 
     def _withhold_leavers(self, count: int, reason: str) -> None:
         self.leavers_withheld = count
@@ -789,22 +884,23 @@ class _Planner:
         )
         if self.options.only_keys is not None:
             query = query.where(baseline.c.key.in_(sorted(self.options.only_keys)))
-        for row in self.connection.execute(query).mappings().all():
-            if row["key"] in self.deferred:
-                continue
-            self._add(
-                PlannedChange(
-                    0,
-                    Phase.LEAVERS,
-                    Action.DELETE,
-                    row["key"],
-                    row["staffbase_id"],
-                    {
-                        "reason": "expired",
-                        "diff": {"status": {"before": row["status"], "after": "deleted"}},
-                    },
+        for rows in self._pages(query, baseline.c.key):
+            for row in rows:
+                if row.key in self.deferred:
+                    continue
+                self._add(
+                    PlannedChange(
+                        0,
+                        Phase.LEAVERS,
+                        Action.DELETE,
+                        row.key,
+                        row.staffbase_id,
+                        {
+                            "reason": "expired",
+                            "diff": {"status": {"before": row.status, "after": "deleted"}},
+                        },
+                    )
                 )
-            )
 
     def _add(self, change: PlannedChange) -> None:
         self.seq += 1
@@ -812,20 +908,16 @@ class _Planner:
         self.counts[change.action] += 1
         if change.action == Action.DELETE and change.data.get("reason") in ("absent", "inactive"):
             self.counts["delete_leaver"] += 1
+        data = json.dumps(change.data, ensure_ascii=False, separators=(",", ":"))
         self.plan_rows.append(
-            (change.seq, change.phase, change.action, change.key, change.staffbase_id, change.data)
+            (change.seq, change.phase, change.action, change.key, change.staffbase_id, data)
         )
         if len(self.plan_rows) >= MAP_BATCH:
             self._flush_plan()
 
     def _flush_plan(self) -> None:
-        if self.plan_rows:
-            columns = ("seq", "phase", "action", "key", "staffbase_id", "data")
-            self.connection.execute(
-                sa.insert(self.tables.plan),
-                [dict(zip(columns, row, strict=True)) for row in self.plan_rows],
-            )
-            self.plan_rows = []
+        insert_rows(self.connection, self.tables.plan, PLAN_COLUMNS, self.plan_rows)
+        self.plan_rows = []
 
     # -- bookkeeping -------------------------------------------------------------------
 
@@ -848,11 +940,16 @@ class _Planner:
 
     def result(self) -> Plan:
         self._flush_plan()
-        active_synced = self.connection.execute(
-            sa.select(sa.func.count())
-            .select_from(self.baseline)
-            .where(self.baseline.c.hr_active, self.baseline.c.status.in_(("pending", "activated")))
-        ).scalar_one()
+        active_synced = 0
+        if self.counts[Action.DEACTIVATE] or self.counts["delete_leaver"]:
+            # The guards read it only when someone leaves, and it costs a scan of the state.
+            active_synced = self.connection.execute(
+                sa.select(sa.func.count())
+                .select_from(self.baseline)
+                .where(
+                    self.baseline.c.hr_active, self.baseline.c.status.in_(("pending", "activated"))
+                )
+            ).scalar_one()
         state_version = _read_state_version(self.connection)
         deferred = [
             {
@@ -900,11 +997,13 @@ def _desired_row(user: DesiredUser, digest: bytes, match_value: str | None) -> t
         "record_hash": digest.hex(),
         "match_value": user.match_value if user.match_value is not None else match_value,
     }
+    manager_ref = None
     if isinstance(user.manager_ref, str) or user.manager_ref is None:
-        data["manager_ref"] = user.manager_ref
+        data["manager_ref"] = manager_ref = user.manager_ref
     if user.groups is not None:
         data["groups"] = list(user.groups)
-    return (user.key, user.line, user.active, user.email_key, None, data)
+    encoded = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return (user.key, user.line, user.active, user.email_key, manager_ref, encoded)
 
 
 def _state_of(row: Any, baseline: sa.Table) -> dict[str, Any]:

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
 
 from staffsync.staffbase.model import read_user_fields
 from staffsync.state import schema
@@ -127,21 +128,27 @@ def load_remote_users(
                 }
             )
         if len(keyed) >= BATCH:
-            connection.execute(sa.insert(tables.remote), keyed)
+            _insert_new(connection, tables.remote, keyed)
             keyed = []
         if len(unkeyed) >= BATCH:
-            connection.execute(sa.insert(tables.unkeyed), unkeyed)
+            _insert_new(connection, tables.unkeyed, unkeyed)
             unkeyed = []
         if progress is not None and tables.users_read % BATCH == 0:
             progress(tables.users_read)
 
     tables.fingerprint = digest.hexdigest()
-    if keyed:
-        connection.execute(sa.insert(tables.remote), keyed)
-    if unkeyed:
-        connection.execute(sa.insert(tables.unkeyed), unkeyed)
+    _insert_new(connection, tables.remote, keyed)
+    _insert_new(connection, tables.unkeyed, unkeyed)
     _link_state(connection, tables)
     return tables
+
+
+def _insert_new(connection: sa.Connection, table: sa.Table, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows``, skipping users read twice (a listing can repeat one)."""
+    if not rows:
+        return
+    insert = postgresql.insert if connection.dialect.name == "postgresql" else sqlite.insert
+    connection.execute(insert(table).on_conflict_do_nothing(), rows)
 
 
 def _link_state(connection: sa.Connection, tables: RemoteTables) -> None:
@@ -192,15 +199,16 @@ def rebuild_state(connection: sa.Connection, tables: RemoteTables, staging: sa.T
         sa.not_(remote.c.adopt),
         sa.or_(remote.c.managed, sa.exists().where(staging.c.key == remote.c.key)),
     )
+    # Read a page at a time: the tenant may hold a million users.
     count = 0
-    batch: list[dict[str, Any]] = []
-    for row in connection.execute(kept).mappings().all():
-        values = dict(row)
-        values["record_hash"] = None
-        batch.append(values)
-        if len(batch) >= BATCH:
-            upsert(connection, users, batch, ["key"])
-            count += len(batch)
-            batch = []
-    upsert(connection, users, batch, ["key"])
-    return count + len(batch)
+    last: str | None = None
+    while True:
+        page = kept.order_by(remote.c.key).limit(BATCH)
+        if last is not None:
+            page = page.where(remote.c.key > last)
+        rows = connection.execute(page).mappings().all()
+        if not rows:
+            return count
+        upsert(connection, users, [{**row, "record_hash": None} for row in rows], ["key"])
+        count += len(rows)
+        last = rows[-1]["key"]

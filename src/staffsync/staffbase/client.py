@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections import deque
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import quote
 
@@ -51,6 +52,9 @@ MEMBER_BATCH_SIZE = 100
 
 NOTE: Staffbase does not document a limit for ``userIds``; 100 matches its default page size.
 """
+
+REPEAT_WINDOW = 10_000
+"""Users whose ids :meth:`StaffbaseClient.iter_users` remembers to drop repeated ones."""
 
 _IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "PUT", "DELETE"})
 
@@ -116,10 +120,16 @@ class StaffbaseClient:
     def iter_users(
         self, statuses: Iterable[str] = USER_STATUSES, page_size: int | None = None
     ) -> Iterator[dict[str, Any]]:
-        """Yield every user with one of ``statuses``, each once, page by page.
+        """Yield every user with one of ``statuses``, page by page, each once.
 
         Staffbase lists only activated users unless the request names other statuses,
         so the status filter is always sent.
+
+        Users added while the pages are read shift the offsets, so a page can repeat
+        users listed shortly before. The ids of the last :data:`REPEAT_WINDOW` users
+        are remembered to drop such repeats, which keeps memory flat however large the
+        tenant is. NOTE: when more users than that are added during one listing, a user
+        can still be yielded twice, so callers must tolerate repeats.
 
         Args:
             statuses: User statuses to list.
@@ -128,6 +138,7 @@ class StaffbaseClient:
         limit = page_size or self.settings.page_size
         status_filter = ",".join(statuses)
         offset = 0
+        recent: deque[str] = deque()
         seen: set[str] = set()
         while True:
             params = {"limit": limit, "offset": offset, "status": status_filter}
@@ -135,8 +146,6 @@ class StaffbaseClient:
             users = page["data"]
             offset += len(users)
 
-            # Users created or deleted while the pages are read shift the offsets, so a
-            # user may come up twice; it is yielded once.
             fresh = [user for user in users if user.get("id") is None or user["id"] not in seen]
             if users and not fresh:
                 msg = (
@@ -144,7 +153,12 @@ class StaffbaseClient:
                     " of GET /users: it seems to ignore the offset parameter"
                 )
                 raise FatalStaffbaseError(msg, method="GET", route="/users")
-            seen.update(user["id"] for user in fresh if user.get("id") is not None)
+            for user in fresh:
+                if user.get("id") is not None:
+                    seen.add(user["id"])
+                    recent.append(user["id"])
+            while len(recent) > max(REPEAT_WINDOW, 2 * limit):
+                seen.discard(recent.popleft())
             yield from fresh
 
             if _last_page(page, users, offset, limit):
