@@ -30,6 +30,7 @@ __all__ = [
     "REDACTED",
     "bind_run_context",
     "configure_logging",
+    "ensure_logging_configured",
     "is_sensitive_key",
     "redact",
     "redact_text",
@@ -237,10 +238,23 @@ def _put_leading_keys_first(
     return ordered
 
 
+def ensure_logging_configured() -> None:
+    """Configure console logging at INFO unless logging was configured already.
+
+    structlog's default setup prints tracebacks with their local variables, which can
+    hold secrets; code that runs staffsync without its command line gets this instead.
+    """
+    if not structlog.is_configured():
+        # Not cached, so that a host program (or a test) can still reconfigure later.
+        configure_logging("console", "info", cache_loggers=False)
+
+
 def configure_logging(
     fmt: Literal["json", "console"],
     level: str = "info",
     stream: TextIO | None = None,
+    *,
+    cache_loggers: bool = True,
 ) -> None:
     """Route structlog and stdlib logging through one handler on the root logger.
 
@@ -249,6 +263,8 @@ def configure_logging(
             text (interactive commands).
         level: ``debug``, ``info``, ``warning``, ``error`` or ``critical``.
         stream: where lines go. Defaults to stdout for ``json`` and stderr for ``console``.
+        cache_loggers: let each logger cache its configuration on first use (faster);
+            a later ``structlog.configure`` call then no longer reaches those loggers.
 
     Calling it again replaces the handler it installed before, so lines are never doubled.
 
@@ -295,7 +311,7 @@ def configure_logging(
         ],
         logger_factory=structlog.stdlib.LoggerFactory(),
         wrapper_class=structlog.stdlib.BoundLogger,
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=cache_loggers,
     )
 
 

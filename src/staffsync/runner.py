@@ -21,6 +21,7 @@ import structlog
 from staffsync import metrics
 from staffsync.engine.apply import apply_plan
 from staffsync.engine.settle import settle_open_intents
+from staffsync.logs import ensure_logging_configured
 from staffsync.mapping import RecordMapper
 from staffsync.planning.guards import check_guards
 from staffsync.planning.model import PAST_TENSE
@@ -106,6 +107,7 @@ def execute_run(
         SchemaOutdated: a dry run found the state database at an older schema.
         StateDatabaseError: the state database URL is unusable.
     """
+    ensure_logging_configured()
     run_id = new_id("r")
     started = time.monotonic()
     report = RunReport(run_id=run_id, mode=request.mode, dry_run=request.dry_run, started_at=_now())

@@ -58,8 +58,10 @@ class _Lookups:
         baseline: sa.Table,
         *,
         by_match_value: bool,
+        line_of: Callable[[str], int | None] | None = None,
     ) -> None:
         self.connection = connection
+        self.line_of = line_of
         self.staging = tables.staging
         self.desired = tables.desired
         self.baseline = baseline
@@ -132,6 +134,12 @@ class _Lookups:
     def lines_of(self, keys: Sequence[str]) -> dict[str, int]:
         """Return the export line of each key that has one."""
         lines: dict[str, int] = {}
+        if self.line_of is not None:
+            for key in keys:
+                line = self.line_of(key)
+                if line is not None:
+                    lines[key] = line
+            keys = [key for key in keys if key not in lines]
         for batch in _batches(keys):
             rows = self.connection.execute(
                 sa.select(self.staging.c.key, self.staging.c.line).where(
@@ -150,6 +158,7 @@ def resolve_managers(
     *,
     manager_field: str,
     by_match_value: bool,
+    line_of: Callable[[str], int | None] | None = None,
 ) -> tuple[dict[str, str | None], list[RecordIssue]]:
     """Resolve each candidate's manager to an employee key.
 
@@ -158,7 +167,7 @@ def resolve_managers(
         and a warning for every reference that was unknown, ambiguous, the person
         themself, or part of a cycle.
     """
-    lookups = _Lookups(connection, tables, baseline, by_match_value=by_match_value)
+    lookups = _Lookups(connection, tables, baseline, by_match_value=by_match_value, line_of=line_of)
     targets = lookups.keys_for_refs({c.ref for c in candidates})
     resolved: dict[str, str | None] = {}
     warnings: list[RecordIssue] = []

@@ -257,6 +257,8 @@ class _Planner:
         self.salt = mapping_salt(settings, mapper)
 
         self.records = 0
+        self.unchanged_rows = 0
+        self.index: dict[str, bytes | int] | None = None
         self.duplicate_rows = 0
         self.unidentified = 0
         self.rejected = IssueList()
@@ -277,13 +279,26 @@ class _Planner:
     # -- reading the export ------------------------------------------------------------
 
     def ingest(self, source: Source) -> None:
-        """Stream every record into the staging table."""
+        """Stream the export, staging only the records that are new or changed.
+
+        An incremental run first loads the key and record hash of every active person in
+        the state into a dict (about 150 bytes a person). A record whose hash equals the
+        stored one is unchanged: it is counted and marked as seen, and never written to
+        the database. A key seen twice is a duplicate. What stays unseen in the dict at
+        the end are the people missing from the export. A full resync compares with
+        Staffbase instead, so it stages every record.
+        """
+        index = self._load_index() if self.remote is None else None
+        self.index = index
         # The loop runs once per record of the export, so it uses locals only.
         fields = self.mapper.source_fields
         clean_key = self.mapper.clean_key
         match_index = self.mapper.match_index
         hash_payload = record_hasher(self.salt)
         batch: list[tuple[Any, ...]] = []
+        digests: list[bytes] = []
+        duplicates: dict[str, list[int]] = {}
+        records = unchanged = 0
 
         for item in source.read(fields):
             if isinstance(item, RecordIssue):
@@ -304,23 +319,75 @@ class _Planner:
                     )
                 )
                 continue
+            records += 1
             payload = encode_values(values)
+            digest = hash_payload(payload)
+            digests.append(digest)
+            if index is not None:
+                known = index.get(key)
+                if known.__class__ is int:
+                    duplicates.setdefault(key, [known]).append(line)
+                    continue
+                index[key] = line
+                if known == digest:
+                    unchanged += 1
+                    continue
+
             match_value = clean_key(values[match_index]) if match_index is not None else None
-            batch.append((line, key, hash_payload(payload), payload, match_value))
-            if len(batch) >= INSERT_BATCH:
-                self._stage(batch)
-                batch = []
+            batch.append((line, key, digest, payload, match_value))
+            if len(digests) >= INSERT_BATCH:
+                self._stage(batch, digests, records)
+                batch, digests = [], []
 
-        self._stage(batch)
+        self._stage(batch, digests, records)
+        self.records = records
+        self.unchanged_rows = unchanged
+        if duplicates:
+            self._reject_indexed_duplicates(duplicates)
 
-    def _stage(self, rows: list[tuple[Any, ...]]) -> None:
-        if not rows:
-            return
-        insert_rows(self.connection, self.tables.staging, STAGING_COLUMNS, rows)
+    def _load_index(self) -> dict[str, bytes | int]:
+        """Return the record hash of every active person in the state, by key.
+
+        A person without a stored hash maps to ``b""``, which no record hash equals. The
+        rows are read with the driver's own cursor, in the run's transaction: a million
+        of them through SQLAlchemy's result objects would take seconds.
+        """
+        empty = "''::bytea" if self.connection.dialect.name == "postgresql" else "X''"
+        statement = (
+            f"SELECT key, COALESCE(record_hash, {empty}) FROM {schema.users.name}"  # noqa: S608
+            " WHERE hr_active"
+        )
+        driver_connection = self.connection.connection.driver_connection
+        assert driver_connection is not None
+        cursor = driver_connection.cursor()
+        try:
+            cursor.execute(statement)
+            return {key: bytes(digest) for key, digest in cursor}
+        finally:
+            cursor.close()
+
+    def _stage(self, rows: list[tuple[Any, ...]], digests: list[bytes], records: int) -> None:
+        if rows:
+            insert_rows(self.connection, self.tables.staging, STAGING_COLUMNS, rows)
         # Hashing the concatenated digests equals feeding them one at a time.
-        self.fingerprint.update(b"".join([row[2] for row in rows]))
-        self.records += len(rows)
-        self._progress("read", self.records, 0)
+        self.fingerprint.update(b"".join(digests))
+        self._progress("read", records, 0)
+
+    def _reject_indexed_duplicates(self, duplicates: dict[str, list[int]]) -> None:
+        """Reject every row of each key seen on several rows, as found while reading."""
+        staging = self.tables.staging
+        staged = set(
+            self.connection.execute(
+                sa.select(staging.c.key).where(staging.c.key.in_(sorted(duplicates)))
+            ).scalars()
+        )
+        # The first row of a duplicate key was counted as unchanged unless it was staged.
+        self.unchanged_rows -= len(duplicates.keys() - staged)
+        for key, lines in duplicates.items():
+            self._reject_duplicate_rows(key, lines)
+        self.connection.execute(
+            sa.update(staging).where(staging.c.key.in_(sorted(staged))).values(rejected=True)
+        )
 
     def _progress(self, stage: str, done: int, total: int) -> None:
         if self.options.progress is not None:
@@ -350,7 +417,6 @@ class _Planner:
         if not duplicates:
             return
 
-        key_field = self.mapper.source_fields[0]
         for key in duplicates:
             lines = (
                 self.connection.execute(
@@ -359,22 +425,25 @@ class _Planner:
                 .scalars()
                 .all()
             )
-            listed = ", ".join(str(line) for line in lines)
-            self.duplicate_rows += len(lines)
-            for line in lines:
-                self._reject(
-                    RecordIssue(
-                        line,
-                        key,
-                        key_field,
-                        key,
-                        f"employee key {key!r} appears on lines {listed}; every one of these rows"
-                        " is rejected and the person is left as they are until the export lists"
-                        " them once",
-                    )
-                )
+            self._reject_duplicate_rows(key, list(lines))
             self.connection.execute(
                 sa.update(staging).where(staging.c.key == key).values(rejected=True)
+            )
+
+    def _reject_duplicate_rows(self, key: str, lines: list[int]) -> None:
+        listed = ", ".join(str(line) for line in sorted(lines))
+        self.duplicate_rows += len(lines)
+        for line in sorted(lines):
+            self._reject(
+                RecordIssue(
+                    line,
+                    key,
+                    self.mapper.source_fields[0],
+                    key,
+                    f"employee key {key!r} appears on lines {listed}; every one of these rows"
+                    " is rejected and the person is left as they are until the export lists"
+                    " them once",
+                )
             )
 
     def map_changed_records(self) -> None:
@@ -516,8 +585,14 @@ class _Planner:
 
     def _staged_lines(self, keys: set[str]) -> dict[str, int]:
         """Return the export line of each of ``keys`` that has an accepted row."""
-        staging, ordered = self.tables.staging, sorted(keys)
         lines: dict[str, int] = {}
+        if self.index is not None:
+            # Rows found unchanged while reading were never staged; the index has their line.
+            for key in keys:
+                seen = self.index.get(key)
+                if seen.__class__ is int and key not in self.protected:
+                    lines[key] = seen
+        staging, ordered = self.tables.staging, sorted(keys - lines.keys())
         for start in range(0, len(ordered), MAP_BATCH):
             rows = self.connection.execute(
                 sa.select(staging.c.key, staging.c.line).where(
@@ -527,6 +602,11 @@ class _Planner:
             )
             lines.update({key: line for key, line in rows})
         return lines
+
+    def line_of(self, key: str) -> int | None:
+        """Return the export line where ``key`` was seen, if the index knows it."""
+        seen = self.index.get(key) if self.index is not None else None
+        return seen if seen.__class__ is int else None
 
     def resolve_managers(self) -> None:
         """Replace each changed record's manager reference with the manager's key."""
@@ -554,6 +634,7 @@ class _Planner:
             candidates,
             manager_field=self.settings.mapping.fields.get("manager", "manager"),
             by_match_value=self.by_match_value,
+            line_of=self.line_of,
         )
         self.warnings.extend(warnings)
         self._forget_hashes({issue.key for issue in warnings if issue.key is not None})
@@ -797,15 +878,22 @@ class _Planner:
         if not self.settings.source.full_snapshot:
             return
         staging, baseline = self.tables.staging, self.baseline
-        # The keys missing from the export are found on the key index alone; only their
-        # rows are read then, not every row of the state.
-        absent = baseline.alias("absent")
-        query = sa.select(baseline).where(
-            baseline.c.hr_active,
-            baseline.c.key.in_(
-                sa.select(absent.c.key).where(~sa.exists().where(staging.c.key == absent.c.key))
-            ),
-        )
+        if self.index is not None:
+            # The active people the reading never saw: the index holds exactly them.
+            absent_keys = self._absent_table()
+            query = sa.select(baseline).where(
+                baseline.c.hr_active, baseline.c.key.in_(sa.select(absent_keys.c.key))
+            )
+        else:
+            # The keys missing from the export are found on the key index alone; only
+            # their rows are read then, not every row of the state.
+            absent = baseline.alias("absent")
+            query = sa.select(baseline).where(
+                baseline.c.hr_active,
+                baseline.c.key.in_(
+                    sa.select(absent.c.key).where(~sa.exists().where(staging.c.key == absent.c.key))
+                ),
+            )
         if self.remote is not None:
             # Users staffsync never provisioned are orphans, not leavers.
             query = query.where(baseline.c.managed)
@@ -837,6 +925,15 @@ class _Planner:
                 for change in plan_for_leaver(state, self.settings, reason="absent"):
                     self._add(change)
 
+    def _absent_table(self) -> sa.Table:
+        """Load the keys of active people missing from the export into a temporary table."""
+        assert self.index is not None
+        absent = self.tables.absent
+        keys = [(key,) for key, seen in self.index.items() if seen.__class__ is not int]
+        for start in range(0, len(keys), INSERT_BATCH):
+            insert_rows(self.connection, absent, ("key",), keys[start : start + INSERT_BATCH])
+        return absent
+
     def _withhold_leavers(self, count: int, reason: str) -> None:
         self.leavers_withheld = count
         self.leavers_withheld_reason = reason
@@ -846,7 +943,7 @@ class _Planner:
 
     def _every_row_rejected(self) -> bool:
         """Tell whether rows were rejected and no row was accepted."""
-        if not self.rejected.total:
+        if not self.rejected.total or self.unchanged_rows:
             return False
         staging = self.tables.staging
         # Keys of accepted rows are unique, so one more than the protected keys is enough

@@ -142,6 +142,12 @@ class StagingTables:
             sa.Column("wave", sa.Integer, nullable=False),
             prefixes=["TEMPORARY"],
         )
+        self.absent = sa.Table(
+            "absent",
+            self.metadata,
+            sa.Column("key", sa.Text, primary_key=True),
+            prefixes=["TEMPORARY"],
+        )
         self.plan = sa.Table(
             "plan",
             self.metadata,

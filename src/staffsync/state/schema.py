@@ -84,6 +84,13 @@ users = sa.Table(
     sa.Column("left_at", UTCDateTime, nullable=True),  # when HR stopped listing as active
     sa.Column("created_at", UTCDateTime, nullable=False),
     sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Index(
+        "ix_users_active_record",
+        "key",
+        "record_hash",
+        sqlite_where=sa.text("hr_active"),
+        postgresql_where=sa.text("hr_active"),
+    ),
 )
 
 runs = sa.Table(
