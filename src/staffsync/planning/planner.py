@@ -54,6 +54,8 @@ STAGING_COLUMNS = ("line", "key", "record_hash", "payload", "match_value")
 DESIRED_COLUMNS = ("key", "line", "active", "email_key", "manager_ref", "data")
 _UNUSED_STATE_COLUMNS = frozenset({"created_at", "updated_at", "left_at"})
 PLAN_COLUMNS = ("seq", "phase", "action", "key", "staffbase_id", "data")
+MAX_INDEXED_PEOPLE = 2_000_000
+"""Largest state compared in memory: about 150 bytes a person, 300 MB at this size."""
 MAX_STATUS_LOOKUPS = 500
 """Pending leavers looked up while planning; beyond it, the engine checks each at send time."""
 
@@ -288,7 +290,7 @@ class _Planner:
         the end are the people missing from the export. A full resync compares with
         Staffbase instead, so it stages every record.
         """
-        index = self._load_index() if self.remote is None else None
+        index = self._load_index() if self._index_fits() else None
         self.index = index
         # The loop runs once per record of the export, so it uses locals only.
         fields = self.mapper.source_fields
@@ -344,6 +346,21 @@ class _Planner:
         self.unchanged_rows = unchanged
         if duplicates:
             self._reject_indexed_duplicates(duplicates)
+
+    def _index_fits(self) -> bool:
+        """Tell whether this run compares records in memory (see :meth:`ingest`).
+
+        A full resync compares with Staffbase instead, and a state of more than
+        :data:`MAX_INDEXED_PEOPLE` active people is compared in the database, slower but
+        in memory that does not grow with the roster.
+        """
+        if self.remote is not None:
+            return False
+        users = schema.users
+        active = self.connection.execute(
+            sa.select(sa.func.count()).select_from(users).where(users.c.hr_active)
+        ).scalar_one()
+        return bool(active <= MAX_INDEXED_PEOPLE)
 
     def _load_index(self) -> dict[str, bytes | int]:
         """Return the record hash of every active person in the state, by key.
