@@ -537,7 +537,7 @@ class _Planner:
 
     def reject_duplicate_emails(self) -> None:
         """Reject both rows when one e-mail address (any letter case) belongs to two keys."""
-        desired, baseline = self.tables.desired, self.baseline
+        desired = self.tables.desired
         email_field = self.settings.mapping.fields["email"]
         clashes: dict[str, set[tuple[str, int]]] = {}
 
@@ -555,30 +555,17 @@ class _Planner:
         for email_key, key, line in within:
             clashes.setdefault(email_key, set()).add((key, line))
 
-        # A changed record against an unchanged one that keeps its address. The lines of
-        # those holders are read in a second query: joined in one, SQLite (which has no
-        # statistics on temporary tables) starts from the whole staging table.
-        pairs = self.connection.execute(
-            sa.select(desired.c.email_key, desired.c.key, desired.c.line, baseline.c.key)
-            .select_from(
-                desired.join(
-                    baseline,
-                    sa.and_(
-                        baseline.c.email_key == desired.c.email_key, baseline.c.key != desired.c.key
-                    ),
-                )
-            )
-            .where(
-                desired.c.active,
-                ~sa.exists().where(desired.c.key == baseline.c.key).correlate(baseline),
-            )
-        ).all()
+        pairs = self._email_holders()
         staged = self._staged_lines({other_key for *_, other_key in pairs})
+        unchanged_holders: set[str] = set()
         for email_key, key, line, other_key in pairs:
             if other_key in staged:
                 clashes.setdefault(email_key, set()).update(
                     {(key, line), (other_key, staged[other_key])}
                 )
+                unchanged_holders.add(other_key)
+        # Their rows were counted as unchanged; from now on they count as rejected only.
+        self.unchanged -= len(unchanged_holders)
 
         for email_key, holders in clashes.items():
             listed = ", ".join(
@@ -599,6 +586,49 @@ class _Planner:
             self.connection.execute(
                 sa.update(desired).where(desired.c.key.in_(keys)).values(rejected=True)
             )
+
+    def _email_holders(self) -> list[tuple[str, str, int, str]]:
+        """Find unchanged people who keep an address that a changed record now claims.
+
+        Returns (e-mail, key, line, holder's key) for each clash. The addresses are looked
+        up a page at a time on the state's e-mail index: as one join, both databases may
+        scan the whole users table instead, for a handful of changed records.
+        """
+        desired, baseline = self.tables.desired, self.baseline
+        claims = sa.select(desired.c.line, desired.c.key, desired.c.email_key).where(
+            desired.c.active, desired.c.email_key.is_not(None)
+        )
+        pairs: list[tuple[str, str, int, str]] = []
+        for rows in self._pages(claims, desired.c.line):
+            claimants: dict[str, list[tuple[str, int]]] = {}
+            for line, key, email_key in rows:
+                claimants.setdefault(email_key, []).append((key, line))
+            holders = self.connection.execute(
+                sa.select(baseline.c.email_key, baseline.c.key).where(
+                    baseline.c.email_key.in_(sorted(claimants))
+                )
+            )
+            for email_key, holder in holders:
+                pairs.extend(
+                    (email_key, key, line, holder)
+                    for key, line in claimants[email_key]
+                    if holder != key
+                )
+        if not pairs:
+            return pairs
+
+        # A holder that was mapped again has its new address checked among the claims.
+        holder_keys = sorted({holder for *_, holder in pairs})
+        remapped: set[str] = set()
+        for start in range(0, len(holder_keys), MAP_BATCH):
+            remapped.update(
+                self.connection.execute(
+                    sa.select(desired.c.key).where(
+                        desired.c.key.in_(holder_keys[start : start + MAP_BATCH])
+                    )
+                ).scalars()
+            )
+        return [pair for pair in pairs if pair[3] not in remapped]
 
     def _staged_lines(self, keys: set[str]) -> dict[str, int]:
         """Return the export line of each of ``keys`` that has an accepted row."""
