@@ -1,4 +1,4 @@
-"""``staffsync check``: try each dependency once, read-only, and say what is wrong."""
+"""``staffsync check``: try each dependency once, read-only, and report what is wrong."""
 
 from __future__ import annotations
 

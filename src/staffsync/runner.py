@@ -62,12 +62,12 @@ MAX_LOGGED_VALUE_CHARS = 200
 
 
 class RunFailed(Exception):
-    """The run cannot go on; the message says why and what to do. Nothing more is written."""
+    """The run cannot go on; the message gives the reason and the fix. Nothing more is written."""
 
 
 @dataclass
 class RunRequest:
-    """What kind of run to make."""
+    """The kind of run to make."""
 
     mode: Literal["incremental", "full"] = "incremental"
     dry_run: bool = False

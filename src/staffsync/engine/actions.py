@@ -9,7 +9,7 @@ credentials) are raised and stop the run.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import structlog
@@ -46,16 +46,14 @@ class WorkItem:
 
 @dataclass(slots=True)
 class Outcome:
-    """What happened to one change."""
+    """The result of one change."""
 
     item: WorkItem
     done: str
     """The action taken (create, update, …), ``gone``, or ``failed``."""
     user: dict[str, Any] | None = None
     message: str | None = None
-    adopted: bool = False
     manager_sent: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def execute(client: StaffbaseClient, item: WorkItem) -> Outcome:
@@ -78,7 +76,7 @@ def execute(client: StaffbaseClient, item: WorkItem) -> Outcome:
 def _flat_fields(item: WorkItem) -> tuple[dict[str, Any], bool]:
     """Return the flat fields to send, with the manager's Staffbase id when it is known.
 
-    The second value tells whether the manager was included: a manager without a
+    The second value is True when the manager was included: a manager without a
     Staffbase user yet is left out, and set by a later run.
     """
     fields = dict(item.data.get("set") or {})
@@ -130,7 +128,7 @@ def _create(client: StaffbaseClient, item: WorkItem) -> Outcome:
         return Outcome(item, Action.CREATE, user=user, manager_sent=manager_sent)
 
     msg = (
-        f"creating {item.key!r} failed {attempts} times without an answer from"
+        f"creating {item.key!r} failed {attempts} times without a response from"
         " Staffbase, and no user with that externalID exists; it is tried again next run"
     )
     raise RecordFailed(msg)
@@ -150,10 +148,10 @@ def _adopt(
     user = existing
     if differing:
         user = client.update_user(existing["id"], build_user_body(differing))
-    log.info("user_adopted", key=item.key, staffbase_id=existing["id"], fields=sorted(differing))
-    return Outcome(
-        item, Action.CREATE, user=user, adopted=not created_by_us, manager_sent=manager_sent
-    )
+    # A create whose response was lost found its own user; any other user existed before.
+    event = "create_confirmed" if created_by_us else "user_adopted"
+    log.info(event, key=item.key, staffbase_id=existing["id"], fields=sorted(differing))
+    return Outcome(item, Action.CREATE, user=user, manager_sent=manager_sent)
 
 
 def _update(client: StaffbaseClient, item: WorkItem) -> Outcome:
@@ -201,7 +199,7 @@ def _delete(client: StaffbaseClient, item: WorkItem) -> Outcome:
         if current.get("status") == "activated":
             return _deactivate(client, item)
         if current.get("status") == "deactivated":
-            return Outcome(item, Action.DEACTIVATE, user=current, extra={"already": True})
+            return Outcome(item, Action.DEACTIVATE, user=current)
 
     client.delete_user(item.staffbase_id)
     return Outcome(item, Action.DELETE)

@@ -53,7 +53,7 @@ ProgressCallback: TypeAlias = "Callable[[int, int], None]"
 
 @dataclass
 class ApplyResult:
-    """What applying a plan did."""
+    """The result of applying a plan."""
 
     done: Counter[str] = field(default_factory=Counter)
     """Changes applied, by the action actually taken."""
@@ -62,7 +62,7 @@ class ApplyResult:
     stopped: bool = False
     """True when a stop request ended the run before every change was sent."""
     fatal: str | None = None
-    """Why the run had to end early, if it did."""
+    """The reason the run ended early, if it did."""
     group_failures: list[dict[str, Any]] = field(default_factory=list)
     """Report entries of people whose group memberships could not be changed."""
 

@@ -33,7 +33,7 @@ log = structlog.get_logger(__name__)
 
 @dataclass
 class GroupResult:
-    """What the membership phase did."""
+    """The result of the membership phase."""
 
     groups_created: int = 0
     memberships_added: int = 0

@@ -1,7 +1,7 @@
 """Write a plan's journal and its outcomes to the state database.
 
 Every change is marked ``sent`` (and committed) before its request goes out, and marked
-``done`` or ``failed`` together with its effect on the ``users`` table after the answer
+``done`` or ``failed`` together with its effect on the ``users`` table after the response
 arrives, in one transaction. A change left ``sent`` after a crash is therefore exactly
 one whose outcome is unknown; :func:`staffsync.engine.settle.settle_open_intents` resolves
 those before the next plan is made.
@@ -9,7 +9,6 @@ those before the next plan is made.
 
 from __future__ import annotations
 
-import json
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -354,8 +353,3 @@ def _record_failure(
         ],
         ["key"],
     )
-
-
-def dump_json(value: Any) -> str:
-    """Serialise ``value`` compactly for a report column."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)

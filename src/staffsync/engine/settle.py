@@ -1,6 +1,6 @@
 """Resolve changes left ``sent`` by a run that died before recording their outcome.
 
-Staffbase has no idempotency keys, so a create whose answer never arrived must not simply
+Staffbase has no idempotency keys, so a create whose response never arrived must not simply
 be sent again: the user is looked up by externalID first. Updates, reactivations and
 deactivations are checked by reading the user back. Whatever cannot be confirmed is
 marked abandoned; the state then still shows the old values, so the next plan makes the

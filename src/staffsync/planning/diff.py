@@ -110,7 +110,7 @@ def plan_for_leaver(
     """Plan what happens to someone HR no longer lists as active.
 
     Staffbase cannot deactivate a pending user (invited, never signed in), so those are
-    deleted; the engine checks the status again just before, since the person may have
+    deleted. The engine checks the status again just before, because the person may have
     signed in since the state last saw them. ``[policy] on_leave = "delete"`` deletes
     everyone. A user already deactivated (by hand in the Studio) only gets recorded.
     """

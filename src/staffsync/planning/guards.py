@@ -16,7 +16,7 @@ def check_guards(plan: Plan, settings: Settings) -> str | None:
 
     Deactivations and deletions of people HR stopped listing as active count against
     ``[safety] max_deactivations`` and ``max_deactivation_percent`` of the active users
-    staffsync manages; a plan above either limit is held until it is approved.
+    staffsync manages. A plan above either limit is held until it is approved.
     """
     safety = settings.safety
     leaving = plan.deactivations

@@ -1,4 +1,4 @@
-"""What a plan is made of: actions, phases and the planned changes."""
+"""The parts of a plan: actions, phases and the planned changes."""
 
 from __future__ import annotations
 
@@ -6,8 +6,6 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 __all__ = [
-    "ACTIONS",
-    "REPORTED_ACTIONS",
     "Action",
     "Phase",
     "PlannedChange",
@@ -25,16 +23,6 @@ class Action:
     RECORD: Final = "record"
     """Store a new record hash or lookup value in the state DB; Staffbase is not touched."""
 
-
-ACTIONS = (
-    Action.CREATE,
-    Action.UPDATE,
-    Action.REACTIVATE,
-    Action.DEACTIVATE,
-    Action.DELETE,
-    Action.RECORD,
-)
-REPORTED_ACTIONS = ACTIONS[:-1]
 
 # The run report counts what happened in the past tense.
 PAST_TENSE = {
@@ -71,7 +59,7 @@ class Phase:
 class PlannedChange:
     """One change of a plan.
 
-    ``data`` holds what the engine needs to apply it (fields to send, the manager's key,
+    ``data`` contains what the engine needs to apply it (fields to send, the manager's key,
     the new record hash …) and, under ``"diff"``, the before and after value of every
     field the change touches, which ``plan`` prints and the run report lists.
     """

@@ -61,7 +61,7 @@ MAX_STATUS_LOOKUPS = 500
 
 
 class EmptySourceError(SourceError):
-    """The export holds no records; a run on it would treat everyone as a leaver."""
+    """The export contains no records; a run on it would treat everyone as a leaver."""
 
 
 @dataclass(frozen=True)
@@ -126,20 +126,6 @@ class Plan:
     def deactivations(self) -> int:
         """Planned deactivations and deletions of people HR no longer lists as active."""
         return self.counts[Action.DEACTIVATE] + self.counts["delete_leaver"]
-
-    @property
-    def writes(self) -> int:
-        """Planned changes that send requests to Staffbase."""
-        return sum(
-            self.counts[a]
-            for a in (
-                Action.CREATE,
-                Action.UPDATE,
-                Action.REACTIVATE,
-                Action.DEACTIVATE,
-                Action.DELETE,
-            )
-        )
 
     def iter_changes(self, *, include_state_only: bool = False) -> Iterator[PlannedChange]:
         """Yield the planned changes in the order they would be applied."""
@@ -651,7 +637,7 @@ class _Planner:
         return lines
 
     def line_of(self, key: str) -> int | None:
-        """Return the export line where ``key`` was seen, if the index knows it."""
+        """Return the export line where ``key`` was seen, if the index recorded one."""
         seen = self.index.get(key) if self.index is not None else None
         return seen if seen.__class__ is int else None
 
@@ -926,7 +912,7 @@ class _Planner:
             return
         staging, baseline = self.tables.staging, self.baseline
         if self.index is not None:
-            # The active people the reading never saw: the index holds exactly them.
+            # The index now contains exactly the active people the export did not list.
             absent_keys = self._absent_table()
             query = sa.select(baseline).where(
                 baseline.c.hr_active, baseline.c.key.in_(sa.select(absent_keys.c.key))

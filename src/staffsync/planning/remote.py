@@ -1,7 +1,7 @@
 """Read every Staffbase user into a temporary baseline table for a full resync.
 
-A full resync compares the export with what Staffbase really holds rather than with what
-the state database remembers, so that hand edits in the Studio (a changed field, a user
+A full resync compares the export with the users Staffbase really has rather than with
+the ones the state database recorded, so that hand edits in the Studio (a changed field, a user
 deactivated or deleted by hand) are found and repaired. The ``remote`` table has the
 columns of the state's ``users`` table, so the planner treats it the same way; users
 without an externalID (candidates for adoption by e-mail, or orphans) sit in
@@ -84,7 +84,7 @@ def load_remote_users(
 
     A user with an externalID becomes a ``remote`` row keyed by it. Its ``hr_active``
     is true when Staffbase shows it pending or activated, and ``managed`` when the state
-    database knows it: only managed users that HR no longer lists are leavers, the
+    database has a row for it: only managed users that HR no longer lists are leavers, the
     others are orphans. ``fingerprint`` hashes what was read, so that approving a held
     resync plan can tell whether the tenant changed since.
     """
@@ -152,7 +152,7 @@ def _insert_new(connection: sa.Connection, table: sa.Table, rows: list[dict[str,
 
 
 def _link_state(connection: sa.Connection, tables: RemoteTables) -> None:
-    """Resolve manager ids to keys and copy what only the state knows (left_at, groups)."""
+    """Resolve manager ids to keys and copy what only the state records (left_at, groups)."""
     remote, users = tables.remote, schema.users
     connection.execute(sa.text("CREATE INDEX remote_key ON remote (key)"))
     connection.execute(sa.text("CREATE INDEX remote_staffbase_id ON remote (staffbase_id)"))

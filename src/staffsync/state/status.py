@@ -1,4 +1,4 @@
-"""What ``staffsync status`` shows: recent runs, held plans and failing records."""
+"""The data behind ``staffsync status``: recent runs, held plans and failing records."""
 
 from __future__ import annotations
 
