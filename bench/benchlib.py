@@ -98,7 +98,8 @@ class InstantClient:
     pending user with an id derived from the externalID; nothing is remembered.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, settings: StaffbaseSettings) -> None:
+        self.settings = settings
         self._lock = threading.Lock()
         self.calls = 0
 

@@ -97,7 +97,7 @@ def seed(count: int, url: str, *, force: bool) -> None:
         report = execute_run(
             settings,
             RunRequest(trigger="bench"),
-            client=benchlib.InstantClient(),  # type: ignore[arg-type]
+            client=benchlib.InstantClient(settings.staffbase),  # type: ignore[arg-type]
         )
     else:
         how = "rows copied from the SQLite state of the same size"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import operator
 import re
 import unicodedata
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ _TRIMMED = (
     "\u2028\u2029\u202f\u205f\u3000"
     "\u180e\u200b\u200c\u200d\u2060\ufeff"
 )
+_STRIP_TRIMMED = operator.methodcaller("strip", _TRIMMED)
 
 # One address: no spaces, one "@", a local part, and a domain of dot-separated labels.
 _EMAIL = re.compile(r"[^@\s]+@(?:[^@\s.]+\.)+[^@\s.]+")
@@ -154,6 +156,24 @@ class RecordMapper:
         same way: trimmed, in NFC, with ``empty_values`` meaning no value.
         """
         return clean_text(raw, self._empty) if isinstance(raw, str) else None
+
+    def all_clean(self, keys: list[RawValue]) -> bool:
+        """Tell whether :meth:`clean_key` returns every one of ``keys`` exactly as it is.
+
+        Checks a whole batch of keys in a few calls. False means only that some key
+        needs :meth:`clean_key`: it is text to trim or normalize, empty, or not text.
+        """
+        try:
+            text = "".join(keys)  # type: ignore[arg-type]
+        except TypeError:
+            return False
+        return (
+            text.isascii()
+            and "\r" not in text
+            and all(keys)
+            and list(map(_STRIP_TRIMMED, keys)) == keys
+            and self._empty.isdisjoint(keys)
+        )
 
     @property
     def match_index(self) -> int | None:

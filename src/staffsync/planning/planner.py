@@ -22,12 +22,11 @@ import structlog
 from staffsync.planning.diff import plan_for_desired, plan_for_leaver
 from staffsync.planning.managers import ManagerCandidate, resolve_managers
 from staffsync.planning.model import Action, Phase, PlannedChange
+from staffsync.planning.reading import RecordComparer
 from staffsync.planning.staging import (
     StagingTables,
     decode_values,
-    encode_values,
     insert_rows,
-    record_hasher,
 )
 from staffsync.sources.base import RawRecord, RecordIssue, SourceError
 from staffsync.state import schema
@@ -278,60 +277,25 @@ class _Planner:
         """
         index = self._load_index() if self._index_fits() else None
         self.index = index
-        # The loop runs once per record of the export, so it uses locals only.
-        fields = self.mapper.source_fields
-        clean_key = self.mapper.clean_key
-        match_index = self.mapper.match_index
-        hash_payload = record_hasher(self.salt)
-        batch: list[tuple[Any, ...]] = []
-        digests: list[bytes] = []
-        duplicates: dict[str, list[int]] = {}
-        records = unchanged = 0
+        comparer = RecordComparer(self.mapper, self.salt, index)
+        pending: list[tuple[Any, ...]] = []
 
-        for item in source.read(fields):
-            if isinstance(item, RecordIssue):
-                self._reject(item)
-                continue
+        for batch in source.read_batches(self.mapper.source_fields):
+            rows, digests, rejected = comparer.compare(batch)
+            for issue in rejected:
+                self._reject(issue)
+            # Hashing the concatenated digests equals feeding them one at a time.
+            self.fingerprint.update(b"".join(digests))
+            pending.extend(rows)
+            if len(pending) >= INSERT_BATCH:
+                self._stage(pending, comparer.records)
+                pending = []
 
-            line, values = item
-            key = clean_key(values[0])
-            if key is None:
-                self._reject(
-                    RecordIssue(
-                        line,
-                        None,
-                        fields[0],
-                        _shown(values[0]),
-                        f"the employee key {fields[0]!r} is empty; the row is skipped: every"
-                        " row needs the key, which becomes the person's Staffbase externalID",
-                    )
-                )
-                continue
-            records += 1
-            payload = encode_values(values)
-            digest = hash_payload(payload)
-            digests.append(digest)
-            if index is not None:
-                known = index.get(key)
-                if known.__class__ is int:
-                    duplicates.setdefault(key, [known]).append(line)
-                    continue
-                index[key] = line
-                if known == digest:
-                    unchanged += 1
-                    continue
-
-            match_value = clean_key(values[match_index]) if match_index is not None else None
-            batch.append((line, key, digest, payload, match_value))
-            if len(digests) >= INSERT_BATCH:
-                self._stage(batch, digests, records)
-                batch, digests = [], []
-
-        self._stage(batch, digests, records)
-        self.records = records
-        self.unchanged_rows = unchanged
-        if duplicates:
-            self._reject_indexed_duplicates(duplicates)
+        self._stage(pending, comparer.records)
+        self.records = comparer.records
+        self.unchanged_rows = comparer.unchanged
+        if comparer.duplicates:
+            self._reject_indexed_duplicates(comparer.duplicates)
 
     def _index_fits(self) -> bool:
         """Tell whether this run compares records in memory (see :meth:`ingest`).
@@ -369,11 +333,9 @@ class _Planner:
         finally:
             cursor.close()
 
-    def _stage(self, rows: list[tuple[Any, ...]], digests: list[bytes], records: int) -> None:
+    def _stage(self, rows: list[tuple[Any, ...]], records: int) -> None:
         if rows:
             insert_rows(self.connection, self.tables.staging, STAGING_COLUMNS, rows)
-        # Hashing the concatenated digests equals feeding them one at a time.
-        self.fingerprint.update(b"".join(digests))
         self._progress("read", records, 0)
 
     def _reject_indexed_duplicates(self, duplicates: dict[str, list[int]]) -> None:
@@ -1138,7 +1100,3 @@ def _desired_row(user: DesiredUser, digest: bytes, match_value: str | None) -> t
 
 def _state_of(row: Any, baseline: sa.Table) -> dict[str, Any]:
     return {column.name: row[column] for column in baseline.columns}
-
-
-def _shown(value: object) -> str | None:
-    return value if isinstance(value, str) else None

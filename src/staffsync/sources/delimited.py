@@ -6,13 +6,20 @@ import csv
 import itertools
 import operator
 import unicodedata
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
-from staffsync.sources.base import RawRecord, RecordIssue, SourceError
+from staffsync.sources.base import (
+    BATCH_SIZE,
+    RawRecord,
+    RawValue,
+    RecordBatch,
+    RecordIssue,
+    SourceError,
+)
 from staffsync.sources.decoding import describe_decode_error, open_text
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Sequence
+    from collections.abc import Callable, Generator, Iterator, Sequence
     from pathlib import Path
     from typing import TypeAlias
 
@@ -22,6 +29,19 @@ __all__ = ["AUTO_DELIMITERS", "DelimitedSource"]
 
 AUTO_DELIMITERS = (",", ";", "\t", "|")
 """Delimiters that ``delimiter = "auto"`` chooses from, preferred in this order on a tie."""
+
+
+_STRIP_NEWLINE = operator.methodcaller("rstrip", "\r\n")
+
+
+class _Layout(NamedTuple):
+    """Where the data of a delimited file starts and how its rows are split and picked."""
+
+    consumed: int
+    """Lines read before the first data line: blank lines and the header."""
+    width: int
+    indexes: list[int]
+    delimiter: str
 
 
 def normalize_column(name: str) -> str:
@@ -68,14 +88,28 @@ class DelimitedSource:
         text, _ = open_text(self.path, self.encoding)
         with text:
             try:
-                yield from self._read_rows(text, fields)
+                layout = self._read_header(text, fields)
+                yield from self._iter_rows(text, text, layout)
             except UnicodeDecodeError:
                 raise describe_decode_error(self.path, self.encoding) from None
 
-    def _read_rows(
-        self, lines: Iterable[str], fields: Sequence[str]
-    ) -> Iterator[RawRecord | RecordIssue]:
-        lines = iter(lines)
+    def read_batches(self, fields: Sequence[str]) -> Iterator[RecordBatch]:
+        """Yield what :meth:`read` yields, a few thousand lines at a time.
+
+        A batch of lines without a quote character, each as wide as the header and with
+        a key, is split and picked in a handful of calls for the whole batch. Any other
+        batch is read line by line, exactly as :meth:`read` reads it.
+        """
+        text, _ = open_text(self.path, self.encoding)
+        with text:
+            try:
+                layout = self._read_header(text, fields)
+                yield from self._iter_batches(text, layout)
+            except UnicodeDecodeError:
+                raise describe_decode_error(self.path, self.encoding) from None
+
+    def _read_header(self, lines: Iterator[str], fields: Sequence[str]) -> _Layout:
+        """Read the header line (two with ``header_rows = 2``) and place ``fields`` in it."""
         skipped, first = _first_nonblank_line(lines)
         if first is None:
             msg = "the file is empty; expected a header line naming the columns"
@@ -95,7 +129,7 @@ class DelimitedSource:
 
         # The csv module reads only the lines a record needs, so ``lines`` now stands at
         # the first data line.
-        yield from self._iter_rows(lines, reader.line_num + skipped, header, indexes, delimiter)
+        return _Layout(reader.line_num + skipped, len(header), indexes, delimiter)
 
     def _header_row(self, reader: Iterator[list[str]], line: int) -> list[str]:
         try:
@@ -105,32 +139,28 @@ class DelimitedSource:
             raise SourceError(msg, location=self.location) from None
 
     def _iter_rows(
-        self,
-        lines: Iterator[str],
-        consumed: int,
-        header: list[str],
-        indexes: list[int],
-        delimiter: str,
-    ) -> Iterator[RawRecord | RecordIssue]:
-        """Yield the data rows that follow the ``consumed`` lines already read.
+        self, lines: Iterator[str], more: Iterator[str], layout: _Layout
+    ) -> Generator[RawRecord | RecordIssue, None, int]:
+        """Yield the records of ``lines``, which follow the ``layout.consumed`` lines read.
 
         A line without a quote character is one whole record whose cells are exactly the
         text between delimiters, so it is split directly, which is faster than the csv
-        module. Every other line, and the lines a quoted value continues onto, goes
-        through the csv module.
+        module. Every other line goes through the csv module, which takes the lines a
+        quoted value continues onto from ``more``. Returns the number of the last line read.
         """
-        pick = _picker(indexes)
-        key_index = indexes[0] if indexes else 0
-        width = len(header)
+        pick = _picker(layout.indexes)
+        key_index = layout.indexes[0] if layout.indexes else 0
+        width = layout.width
+        delimiter = layout.delimiter
         # The tuple constructor builds the named tuple without its Python-level __new__.
         make = tuple.__new__
-        line = consumed
+        line = layout.consumed
 
         for text in lines:
             line += 1
             start = line
             if '"' in text or "\0" in text:
-                rest = itertools.chain([text], lines)
+                rest = itertools.chain([text], more)
                 parser = csv.reader(rest, delimiter=delimiter, strict=True)
                 try:
                     row = next(parser)
@@ -149,6 +179,44 @@ class DelimitedSource:
                 yield self._check_width(
                     start, row, width, key_index, pick=pick, delimiter=delimiter
                 )
+        return line
+
+    def _iter_batches(self, lines: Iterator[str], layout: _Layout) -> Iterator[RecordBatch]:
+        pick = _picker(layout.indexes)
+        has_key = operator.itemgetter(layout.indexes[0] if layout.indexes else 0)
+        split = operator.methodcaller("split", layout.delimiter)
+        line = layout.consumed
+
+        while chunk := list(itertools.islice(lines, BATCH_SIZE)):
+            joined = "".join(chunk)
+            if '"' not in joined and "\0" not in joined:
+                rows = list(map(split, map(_STRIP_NEWLINE, chunk)))
+                if set(map(len, rows)) == {layout.width} and all(map(has_key, rows)):
+                    first = line + 1
+                    yield RecordBatch(range(first, first + len(rows)), list(map(pick, rows)), [])
+                    line += len(rows)
+                    continue
+
+            # Line by line; a quoted value may continue past the end of the chunk.
+            numbers: list[int] = []
+            values: list[tuple[RawValue, ...]] = []
+            issues: list[RecordIssue] = []
+            pending = iter(chunk)
+            rows_read = self._iter_rows(
+                pending, itertools.chain(pending, lines), layout._replace(consumed=line)
+            )
+            while True:
+                try:
+                    item = next(rows_read)
+                except StopIteration as end:
+                    line = end.value
+                    break
+                if isinstance(item, RecordIssue):
+                    issues.append(item)
+                else:
+                    numbers.append(item.line)
+                    values.append(item.values)
+            yield RecordBatch(numbers, values, issues)
 
     def _check_width(
         self,

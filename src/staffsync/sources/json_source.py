@@ -15,7 +15,15 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 import ijson  # type: ignore[import-untyped]
 import structlog
 
-from staffsync.sources.base import MISSING, RawRecord, RawValue, RecordIssue, SourceError
+from staffsync.sources.base import (
+    MISSING,
+    RawRecord,
+    RawValue,
+    RecordBatch,
+    RecordIssue,
+    SourceError,
+    batch_records,
+)
 from staffsync.sources.decoding import describe_decode_error, is_utf8, open_binary, open_text
 
 if TYPE_CHECKING:
@@ -73,6 +81,10 @@ class JsonSource:
     def location(self) -> str:
         """The file path, for messages."""
         return str(self.path)
+
+    def read_batches(self, fields: Sequence[str]) -> Iterator[RecordBatch]:
+        """Yield what :meth:`read` yields, in batches."""
+        return batch_records(self.read(fields))
 
     def read(self, fields: Sequence[str]) -> Iterator[RawRecord | RecordIssue]:
         """Yield each record's values for ``fields``; the first field names the employee key.
