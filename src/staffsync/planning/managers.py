@@ -11,10 +11,11 @@ without that manager, and nobody is rejected for it.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
+from staffsync.planning.staging import in_values, values_per_query
 from staffsync.sources.base import RecordIssue
 
 if TYPE_CHECKING:
@@ -24,7 +25,6 @@ if TYPE_CHECKING:
 
 __all__ = ["ManagerCandidate", "resolve_managers"]
 
-BATCH = 500
 MAX_CHAIN = 100_000
 
 
@@ -37,11 +37,11 @@ class ManagerCandidate:
     ref: str
 
 
-def _batches(values: Iterable[str]) -> Iterator[list[str]]:
+def _batches(values: Iterable[str], size: int) -> Iterator[list[str]]:
     batch: list[str] = []
     for value in values:
         batch.append(value)
-        if len(batch) == BATCH:
+        if len(batch) == size:
             yield batch
             batch = []
     if batch:
@@ -67,6 +67,13 @@ class _Lookups:
         self.baseline = baseline
         self.by_match_value = by_match_value
         self.parents: dict[str, str | None] = {}
+        self._size = values_per_query(connection)
+
+    def _batches(self, values: Iterable[str]) -> Iterator[list[str]]:
+        return _batches(values, self._size)
+
+    def _in(self, column: sa.ColumnElement[Any], values: list[str]) -> sa.ColumnElement[bool]:
+        return in_values(self.connection, column, values)
 
     def keys_for_refs(self, refs: set[str]) -> dict[str, set[str]]:
         """Return every employee key each reference points at (several means ambiguous)."""
@@ -76,17 +83,19 @@ class _Lookups:
             self.baseline.c.match_value if self.by_match_value else self.baseline.c.key
         )
 
-        for batch in _batches(sorted(refs)):
+        for batch in self._batches(sorted(refs)):
             rows = self.connection.execute(
-                sa.select(staging_column, self.staging.c.key).where(staging_column.in_(batch))
+                sa.select(staging_column, self.staging.c.key).where(self._in(staging_column, batch))
             )
             for ref, key in rows:
                 found.setdefault(ref, set()).add(key)
 
         unresolved = refs - found.keys()
-        for batch in _batches(sorted(unresolved)):
+        for batch in self._batches(sorted(unresolved)):
             rows = self.connection.execute(
-                sa.select(baseline_column, self.baseline.c.key).where(baseline_column.in_(batch))
+                sa.select(baseline_column, self.baseline.c.key).where(
+                    self._in(baseline_column, batch)
+                )
             )
             for ref, key in rows:
                 found.setdefault(ref, set()).add(key)
@@ -95,10 +104,10 @@ class _Lookups:
     def load_parents(self, keys: set[str]) -> None:
         """Cache the manager each of ``keys`` has in the state (None for none)."""
         missing = keys - self.parents.keys()
-        for batch in _batches(sorted(missing)):
+        for batch in self._batches(sorted(missing)):
             rows = self.connection.execute(
                 sa.select(self.baseline.c.key, self.baseline.c.manager_key).where(
-                    self.baseline.c.key.in_(batch)
+                    self._in(self.baseline.c.key, batch)
                 )
             )
             for key, manager_key in rows:
@@ -113,17 +122,17 @@ class _Lookups:
         active record of this run; an inactive or rejected row never creates one.
         """
         without = set(keys)
-        for batch in _batches(sorted(keys)):
+        for batch in self._batches(sorted(keys)):
             without.difference_update(
                 self.connection.execute(
-                    sa.select(self.baseline.c.key).where(self.baseline.c.key.in_(batch))
+                    sa.select(self.baseline.c.key).where(self._in(self.baseline.c.key, batch))
                 ).scalars()
             )
-        for batch in _batches(sorted(without)):
+        for batch in self._batches(sorted(without)):
             without.difference_update(
                 self.connection.execute(
                     sa.select(self.desired.c.key).where(
-                        self.desired.c.key.in_(batch),
+                        self._in(self.desired.c.key, batch),
                         self.desired.c.active,
                         sa.not_(self.desired.c.rejected),
                     )
@@ -140,10 +149,10 @@ class _Lookups:
                 if line is not None:
                     lines[key] = line
             keys = [key for key in keys if key not in lines]
-        for batch in _batches(keys):
+        for batch in self._batches(keys):
             rows = self.connection.execute(
                 sa.select(self.staging.c.key, self.staging.c.line).where(
-                    self.staging.c.key.in_(batch)
+                    self._in(self.staging.c.key, batch)
                 )
             )
             lines.update({key: line for key, line in rows})

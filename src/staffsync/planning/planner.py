@@ -26,6 +26,7 @@ from staffsync.planning.reading import RecordComparer
 from staffsync.planning.staging import (
     StagingTables,
     decode_values,
+    in_values,
     insert_rows,
 )
 from staffsync.sources.base import RawRecord, RecordIssue, SourceError
@@ -53,6 +54,8 @@ STAGING_COLUMNS = ("line", "key", "record_hash", "payload", "match_value")
 DESIRED_COLUMNS = ("key", "line", "active", "email_key", "manager_ref", "data")
 _UNUSED_STATE_COLUMNS = frozenset({"created_at", "updated_at", "left_at"})
 PLAN_COLUMNS = ("seq", "phase", "action", "key", "staffbase_id", "data")
+INDEX_PAGE = 20_000
+"""Rows of the state's hashes fetched at a time while loading them into memory."""
 MAX_INDEXED_PEOPLE = 2_000_000
 """Largest state compared in memory: about 150 bytes a person, 300 MB at this size."""
 MAX_STATUS_LOOKUPS = 500
@@ -316,22 +319,28 @@ class _Planner:
         """Return the record hash of every active person in the state, by key.
 
         A person without a stored hash maps to ``b""``, which no record hash equals. The
-        rows are read with the driver's own cursor, in the run's transaction: a million
-        of them through SQLAlchemy's result objects would take seconds.
+        rows are read with the driver's own cursor, in the run's transaction, and put
+        into the dict a page at a time: a million of them through SQLAlchemy's result
+        objects, or one Python call per row, would take seconds.
         """
-        empty = "''::bytea" if self.connection.dialect.name == "postgresql" else "X''"
+        postgresql = self.connection.dialect.name == "postgresql"
+        empty = "''::bytea" if postgresql else "X''"
         statement = (
             f"SELECT key, COALESCE(record_hash, {empty}) FROM {schema.users.name}"  # noqa: S608
             " WHERE hr_active"
         )
         driver_connection = self.connection.connection.driver_connection
         assert driver_connection is not None
-        cursor = driver_connection.cursor()
+        # psycopg reads a hash in binary form as bytes, with no hex text to decode.
+        cursor = driver_connection.cursor(binary=True) if postgresql else driver_connection.cursor()
+        index: dict[str, bytes | int] = {}
         try:
             cursor.execute(statement)
-            return {key: bytes(digest) for key, digest in cursor}
+            while rows := cursor.fetchmany(INDEX_PAGE):
+                index.update(rows)
         finally:
             cursor.close()
+        return index
 
     def _stage(self, rows: list[tuple[Any, ...]], records: int) -> None:
         if rows:
@@ -553,7 +562,7 @@ class _Planner:
                 claimants.setdefault(email_key, []).append((key, line))
             holders = self.connection.execute(
                 sa.select(baseline.c.email_key, baseline.c.key).where(
-                    baseline.c.email_key.in_(sorted(claimants))
+                    in_values(self.connection, baseline.c.email_key, sorted(claimants))
                 )
             )
             for email_key, holder in holders:
@@ -569,11 +578,10 @@ class _Planner:
         holder_keys = sorted({holder for *_, holder in pairs})
         remapped: set[str] = set()
         for start in range(0, len(holder_keys), MAP_BATCH):
+            batch = holder_keys[start : start + MAP_BATCH]
             remapped.update(
                 self.connection.execute(
-                    sa.select(desired.c.key).where(
-                        desired.c.key.in_(holder_keys[start : start + MAP_BATCH])
-                    )
+                    sa.select(desired.c.key).where(in_values(self.connection, desired.c.key, batch))
                 ).scalars()
             )
         return [pair for pair in pairs if pair[3] not in remapped]
@@ -591,7 +599,7 @@ class _Planner:
         for start in range(0, len(ordered), MAP_BATCH):
             rows = self.connection.execute(
                 sa.select(staging.c.key, staging.c.line).where(
-                    staging.c.key.in_(ordered[start : start + MAP_BATCH]),
+                    in_values(self.connection, staging.c.key, ordered[start : start + MAP_BATCH]),
                     sa.not_(staging.c.rejected),
                 )
             )
@@ -654,7 +662,9 @@ class _Planner:
         for start in range(0, len(ordered), MAP_BATCH):
             batch = ordered[start : start + MAP_BATCH]
             rows = self.connection.execute(
-                sa.select(desired.c.key, desired.c.data).where(desired.c.key.in_(batch))
+                sa.select(desired.c.key, desired.c.data).where(
+                    in_values(self.connection, desired.c.key, batch)
+                )
             ).all()
             for key, data in rows:
                 self.connection.execute(

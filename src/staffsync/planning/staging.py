@@ -25,9 +25,11 @@ __all__ = [
     "StagingTables",
     "decode_values",
     "encode_values",
+    "in_values",
     "insert_rows",
     "record_hash",
     "record_hasher",
+    "values_per_query",
 ]
 
 FIELD_SEPARATOR = "\x1f"
@@ -204,6 +206,26 @@ class StagingTables:
     def drop(self, connection: sa.Connection) -> None:
         """Drop the tables; used once the plan has been applied or shown."""
         self.metadata.drop_all(connection, checkfirst=True)
+
+
+def in_values(
+    connection: sa.Connection, column: sa.ColumnElement[Any], values: Sequence[Any]
+) -> sa.ColumnElement[bool]:
+    """Return the condition ``column IN values`` for a batch of values.
+
+    PostgreSQL gets one array parameter (``= ANY(...)``): the statement's text is then
+    the same for every batch, so the driver converts it once, instead of once per batch
+    for a list of separate parameters.
+    """
+    if connection.dialect.name == "postgresql":
+        array = sa.bindparam(None, list(values), type_=sa.ARRAY(column.type))
+        return column == sa.any_(array)
+    return column.in_(values)
+
+
+def values_per_query(connection: sa.Connection) -> int:
+    """How many values :func:`in_values` should get at a time on ``connection``."""
+    return 5000 if connection.dialect.name == "postgresql" else 500
 
 
 def insert_rows(
