@@ -7,7 +7,7 @@ bench/plan.py first. CPU seconds are this process only: PostgreSQL's work shows 
 wall time. The reference lines time the bare csv.reader loop, the source alone (which
 also tracks line numbers and picks the mapped columns), and the source with the
 comparer's work (keys, encoding, hashes) but without an index or the insert.
-``_load_index`` (reading the state's hashes) is part of ``ingest``.
+``_load_hashes`` (reading the state's hashes, three queries) is part of ``ingest``.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from staffsync.runner import RunRequest, execute_run
 from staffsync.sources import DelimitedSource
 
 STEPS = (
-    "_load_index",
+    "_load_hashes",
     "ingest",
     "reject_duplicate_keys",
     "map_changed_records",

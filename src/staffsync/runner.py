@@ -33,6 +33,7 @@ from staffsync.planning.store import (
     iter_applied_changes,
     list_failed,
     load_held_plan,
+    record_settled,
     store_plan,
 )
 from staffsync.report import STORED_ITEMS, RunReport, write_report_json
@@ -239,8 +240,11 @@ class _Run:
                 self._finish_dry_run(plan, hold)
                 return
 
+            if not hold:
+                record_settled(self.connection, plan)
             if not plan.counts and not hold:
                 # Nothing to send and nothing to record: no plan worth keeping.
+                self.connection.commit()
                 self.report.finish("succeeded", _now())
                 return
             plan_id = new_id("p")

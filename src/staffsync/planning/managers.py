@@ -91,6 +91,11 @@ class _Lookups:
                 found.setdefault(ref, set()).add(key)
 
         unresolved = refs - found.keys()
+        if not self.by_match_value and self.line_of is not None:
+            # A key read unchanged was never staged; its row was seen all the same.
+            for ref in [ref for ref in unresolved if self.line_of(ref) is not None]:
+                found[ref] = {ref}
+                unresolved.discard(ref)
         for batch in self._batches(sorted(unresolved)):
             rows = self.connection.execute(
                 sa.select(baseline_column, self.baseline.c.key).where(

@@ -54,6 +54,13 @@ STAGING_COLUMNS = ("line", "key", "record_hash", "payload", "match_value")
 DESIRED_COLUMNS = ("key", "line", "active", "email_key", "manager_ref", "data")
 _UNUSED_STATE_COLUMNS = frozenset({"created_at", "updated_at", "left_at"})
 PLAN_COLUMNS = ("seq", "phase", "action", "key", "staffbase_id", "data")
+# The state's record hashes, read at the start of an incremental run, each through a
+# covering index. An active person without a stored hash gets b"", which no hash equals.
+ACTIVE_HASHES = "SELECT key, COALESCE(record_hash, {empty}) FROM users WHERE hr_active"
+INACTIVE_HASHES = (
+    "SELECT key, record_hash FROM users WHERE NOT hr_active AND record_hash IS NOT NULL"
+)
+SETTLED_HASHES = "SELECT key, record_hash FROM settled_records"
 INDEX_PAGE = 20_000
 """Rows of the state's hashes fetched at a time while loading them into memory."""
 MAX_INDEXED_PEOPLE = 2_000_000
@@ -278,9 +285,12 @@ class _Planner:
         the end are the people missing from the export. A full resync compares with
         Staffbase instead, so it stages every record.
         """
-        index = self._load_index() if self._index_fits() else None
+        index = inactive = None
+        if self._index_fits():
+            index = self._load_hashes(ACTIVE_HASHES)
+            inactive = self._load_inactive_hashes()
         self.index = index
-        comparer = RecordComparer(self.mapper, self.salt, index)
+        comparer = RecordComparer(self.mapper, self.salt, index, inactive)
         pending: list[tuple[Any, ...]] = []
 
         for batch in source.read_batches(self.mapper.source_fields):
@@ -304,43 +314,52 @@ class _Planner:
         """Tell whether this run compares records in memory (see :meth:`ingest`).
 
         A full resync compares with Staffbase instead, and a state of more than
-        :data:`MAX_INDEXED_PEOPLE` active people is compared in the database, slower but
-        in memory that does not grow with the roster.
+        :data:`MAX_INDEXED_PEOPLE` people is compared in the database, slower but in
+        memory that does not grow with the roster.
         """
         if self.remote is not None:
             return False
-        users = schema.users
-        active = self.connection.execute(
-            sa.select(sa.func.count()).select_from(users).where(users.c.hr_active)
-        ).scalar_one()
-        return bool(active <= MAX_INDEXED_PEOPLE)
+        people = sum(
+            self.connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
+            for table in (schema.users, schema.settled_records)
+        )
+        return bool(people <= MAX_INDEXED_PEOPLE)
 
-    def _load_index(self) -> dict[str, bytes | int]:
-        """Return the record hash of every active person in the state, by key.
+    def _load_inactive_hashes(self) -> dict[str, bytes | int]:
+        """Return the record hashes of people HR lists as inactive, by key.
 
-        A person without a stored hash maps to ``b""``, which no record hash equals. The
-        rows are read with the driver's own cursor, in the run's transaction, and put
+        These are the deactivated users and the settled records: inactive people who
+        have no Staffbase user. A user's own hash takes precedence over a settled one.
+        With ``manager_match``, settled records are left out: a manager reference could
+        then only find the person on a staged row.
+        """
+        hashes: dict[str, bytes | int] = {}
+        if not self.by_match_value:
+            self._load_hashes(SETTLED_HASHES, hashes)
+        return self._load_hashes(INACTIVE_HASHES, hashes)
+
+    def _load_hashes(
+        self, statement: str, hashes: dict[str, bytes | int] | None = None
+    ) -> dict[str, bytes | int]:
+        """Add the ``(key, record hash)`` rows of ``statement`` to ``hashes``.
+
+        The rows are read with the driver's own cursor, in the run's transaction, and put
         into the dict a page at a time: a million of them through SQLAlchemy's result
         objects, or one Python call per row, would take seconds.
         """
+        hashes = {} if hashes is None else hashes
         postgresql = self.connection.dialect.name == "postgresql"
-        empty = "''::bytea" if postgresql else "X''"
-        statement = (
-            f"SELECT key, COALESCE(record_hash, {empty}) FROM {schema.users.name}"  # noqa: S608
-            " WHERE hr_active"
-        )
         driver_connection = self.connection.connection.driver_connection
         assert driver_connection is not None
         # psycopg reads a hash in binary form as bytes, with no hex text to decode.
         cursor = driver_connection.cursor(binary=True) if postgresql else driver_connection.cursor()
-        index: dict[str, bytes | int] = {}
         try:
-            cursor.execute(statement)
+            cursor.execute(statement.format(empty="''::bytea" if postgresql else "X''"))
             while rows := cursor.fetchmany(INDEX_PAGE):
-                index.update(rows)
+                hashes.update(rows)
         finally:
             cursor.close()
-        return index
+        return hashes
 
     def _stage(self, rows: list[tuple[Any, ...]], records: int) -> None:
         if rows:
@@ -562,7 +581,9 @@ class _Planner:
                 claimants.setdefault(email_key, []).append((key, line))
             holders = self.connection.execute(
                 sa.select(baseline.c.email_key, baseline.c.key).where(
-                    in_values(self.connection, baseline.c.email_key, sorted(claimants))
+                    in_values(self.connection, baseline.c.email_key, sorted(claimants)),
+                    # An inactive person's row is never a claim of its own: see `within`.
+                    baseline.c.hr_active,
                 )
             )
             for email_key, holder in holders:
@@ -857,10 +878,18 @@ class _Planner:
         )
 
         for rows in self._pages(query, desired.c.line):
+            settled: list[tuple[str, bytes]] = []
             for _line, key, active, manager_key, data, wave, wave_of_manager, *stored in rows:
                 state = None
                 if stored[key_at] is not None:
                     state = {"groups": None, **dict(zip(names, stored, strict=True))}
+                if state is None and not active:
+                    # Nothing to do for an inactive person without a user; the next run
+                    # skips the record while it stays the same.
+                    self.unchanged += 1
+                    if data["record_hash"] is not None:
+                        settled.append((key, bytes.fromhex(data["record_hash"])))
+                    continue
                 if state is not None and not active and state["hr_active"]:
                     state = self._fresh_status(state)
                 changes = plan_for_desired(
@@ -877,6 +906,7 @@ class _Planner:
                     self.unchanged += 1
                 for change in changes:
                     self._add(change)
+            insert_rows(self.connection, self.tables.settled, ("key", "record_hash"), settled)
 
     def plan_leavers(self) -> None:
         """Plan deactivations for active people that a full export no longer lists."""

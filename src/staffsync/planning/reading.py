@@ -42,14 +42,21 @@ class RecordComparer:
     ``index`` maps the key of every active person in the state to their stored record
     hash (``b""`` when none is stored). As records are read, each key seen is set to the
     line it was seen on, so a second row with that key shows up as a duplicate and the
-    keys still holding a hash at the end are the people missing from the export. Without
-    an index (a full resync, or a state too large to hold), every record is staged.
+    keys still holding a hash at the end are the active people missing from the export.
+    ``inactive`` holds the hashes of people HR lists as inactive, for the keys that
+    ``index`` lacks; it is only read. Without an index (a full resync, or a state too
+    large to hold), every record is staged.
     """
 
     def __init__(
-        self, mapper: RecordMapper, salt: bytes, index: dict[str, bytes | int] | None
+        self,
+        mapper: RecordMapper,
+        salt: bytes,
+        index: dict[str, bytes | int] | None,
+        inactive: dict[str, bytes | int] | None = None,
     ) -> None:
         self.index = index
+        self.inactive = inactive or {}
         self.records = 0
         self.unchanged = 0
         self.duplicates: dict[str, list[int]] = {}
@@ -95,6 +102,11 @@ class RecordComparer:
             changed: list[int] | range = range(count)
         else:
             known = list(map(index.get, keys))
+            if self.inactive and None in known:
+                find = self.inactive.get
+                known = [
+                    k if k is not None else find(key) for k, key in zip(known, keys, strict=True)
+                ]
             if len(set(keys)) != count or int in set(map(type, known)):
                 return None
             index.update(zip(keys, batch.lines, strict=True))
@@ -127,6 +139,8 @@ class RecordComparer:
             digests.append(digest)
             if index is not None:
                 known = index.get(key)
+                if known is None:
+                    known = self.inactive.get(key)
                 if known.__class__ is int:
                     self.duplicates.setdefault(key, [known]).append(line)
                     continue

@@ -144,6 +144,13 @@ class StagingTables:
             sa.Column("wave", sa.Integer, nullable=False),
             prefixes=["TEMPORARY"],
         )
+        self.settled = sa.Table(
+            "settled",
+            self.metadata,
+            sa.Column("key", sa.Text, primary_key=True),
+            sa.Column("record_hash", sa.LargeBinary(16), nullable=False),
+            prefixes=["TEMPORARY"],
+        )
         self.absent = sa.Table(
             "absent",
             self.metadata,

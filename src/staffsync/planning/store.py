@@ -25,6 +25,7 @@ __all__ = [
     "list_failed",
     "load_held_plan",
     "planned_counts",
+    "record_settled",
     "store_plan",
 ]
 
@@ -135,6 +136,22 @@ def store_plan(
                 temp.c.data,
                 sa.literal("planned"),
             ),
+        )
+    )
+
+
+def record_settled(connection: sa.Connection, plan: Plan) -> None:
+    """Remember the hashes of the plan's inactive records that needed nothing.
+
+    The next incremental run skips such a record while its hash stays the same. A dry
+    run and a held plan record nothing: this is a cache, and only a run that goes ahead
+    keeps it.
+    """
+    temp, settled = plan.tables.settled, schema.settled_records
+    connection.execute(sa.delete(settled).where(settled.c.key.in_(sa.select(temp.c.key))))
+    connection.execute(
+        sa.insert(settled).from_select(
+            ["key", "record_hash"], sa.select(temp.c.key, temp.c.record_hash)
         )
     )
 

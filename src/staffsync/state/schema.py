@@ -24,6 +24,7 @@ __all__ = [
     "metadata",
     "plans",
     "runs",
+    "settled_records",
     "state_meta",
     "users",
 ]
@@ -91,6 +92,23 @@ users = sa.Table(
         sqlite_where=sa.text("hr_active"),
         postgresql_where=sa.text("hr_active"),
     ),
+    sa.Index(
+        "ix_users_inactive_record",
+        "key",
+        "record_hash",
+        sqlite_where=sa.text("NOT hr_active"),
+        postgresql_where=sa.text("NOT hr_active"),
+    ),
+)
+
+# Records that needed nothing: HR lists the person as inactive and Staffbase has no user
+# for them. Only a cache for the planner, which skips such a record while its hash stays
+# the same; a key that has a row in ``users`` is compared with that row instead.
+settled_records = sa.Table(
+    "settled_records",
+    metadata,
+    sa.Column("key", sa.Text, primary_key=True),
+    sa.Column("record_hash", sa.LargeBinary(16), nullable=False),
 )
 
 runs = sa.Table(
