@@ -167,13 +167,10 @@ class RecordMapper:
             text = "".join(keys)  # type: ignore[arg-type]
         except TypeError:
             return False
-        return (
-            text.isascii()
-            and "\r" not in text
-            and all(keys)
-            and list(map(_STRIP_TRIMMED, keys)) == keys
-            and self._empty.isdisjoint(keys)
-        )
+        if not text.isascii() or not all(keys) or not self._empty.isdisjoint(keys):
+            return False
+        # Letters and digits only (the usual employee id) leave nothing to trim.
+        return text.isalnum() or ("\r" not in text and list(map(_STRIP_TRIMMED, keys)) == keys)
 
     @property
     def match_index(self) -> int | None:

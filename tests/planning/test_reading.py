@@ -88,6 +88,20 @@ class TestDelimitedBatches:
         assert batch.values == [("a@x.io", "E1"), ("b@x.io", "E2")]
         assert batch.issues == []
 
+    def test_separator_characters_are_flagged(self, tmp_path: Path) -> None:
+        """A batch is plain only when no value holds an ASCII separator character."""
+        plain = write(tmp_path, HEADER + "E1,Ann,a@x.io\n")
+        marked = tmp_path / "marked.csv"
+        marked.write_text(HEADER + "E1,A\x1fnn,a@x.io\n", encoding="utf-8", newline="")
+        fields = ["employee_id", "first_name"]
+
+        (first,) = DelimitedSource(plain).read_batches(fields)
+        (second,) = DelimitedSource(marked).read_batches(fields)
+
+        assert first.plain is True
+        assert second.plain is False
+        assert second.values == [("E1", "A\x1fnn")]
+
 
 class TestJsonBatches:
     def test_batches_equal_read(self, tmp_path: Path) -> None:
@@ -106,8 +120,8 @@ class TestJsonBatches:
         assert expected[2] == RawRecord(3, ("E2", MISSING))
 
 
-def batch(rows: list[tuple[int, tuple[RawValue, ...]]]) -> RecordBatch:
-    return RecordBatch([line for line, _ in rows], [values for _, values in rows], [])
+def batch(rows: list[tuple[int, tuple[RawValue, ...]]], *, plain: bool = False) -> RecordBatch:
+    return RecordBatch([line for line, _ in rows], [values for _, values in rows], [], plain)
 
 
 def stored(values: tuple[RawValue, ...]) -> bytes:
@@ -144,6 +158,8 @@ class TestRecordComparer:
 
         for rows in self.BATCHES:
             assert quick.compare(batch(rows)) == careful._compare_each(batch(rows))
+        joiners = [(12, ("E7", "Hal", "h@x.io")), (13, ("E8", "Ivy", "i@x.io"))]
+        assert quick.compare(batch(joiners, plain=True)) == careful._compare_each(batch(joiners))
 
         assert (quick.records, quick.unchanged) == (careful.records, careful.unchanged)
         assert quick.duplicates == careful.duplicates

@@ -19,6 +19,7 @@ from staffsync.planning.staging import (
     FIELD_SEPARATOR,
     JSON_MARKER,
     encode_values,
+    hash_parameters,
     record_hasher,
 )
 from staffsync.sources.base import RecordIssue
@@ -66,8 +67,8 @@ class RecordComparer:
         self._key_field = mapper.source_fields[0]
         self._separators = len(mapper.source_fields) - 1
         self._match_index = mapper.match_index
-        # A keyed BLAKE2b; :func:`record_hasher` computes the same hash one record at a time.
-        self._hash = partial(hashlib.blake2b, digest_size=16, key=salt)
+        # :func:`record_hasher` computes the same hash one record at a time.
+        self._hash = partial(hashlib.blake2b, **hash_parameters(salt))
         self._hash_one = record_hasher(salt)
 
     def compare(self, batch: RecordBatch) -> StagedBatch:
@@ -92,9 +93,10 @@ class RecordComparer:
             payloads = list(map(FIELD_SEPARATOR.join, values))  # type: ignore[arg-type]
         except TypeError:
             return None
-        text = "".join(payloads)
-        if text.count(FIELD_SEPARATOR) != count * self._separators or JSON_MARKER in text:
-            return None
+        if not batch.plain:
+            text = "".join(payloads)
+            if text.count(FIELD_SEPARATOR) != count * self._separators or JSON_MARKER in text:
+                return None
 
         digests = list(map(_DIGEST, map(self._hash, map(str.encode, payloads))))
         index = self.index

@@ -25,6 +25,7 @@ __all__ = [
     "StagingTables",
     "decode_values",
     "encode_values",
+    "hash_parameters",
     "in_values",
     "insert_rows",
     "record_hash",
@@ -69,19 +70,27 @@ def decode_values(payload: str) -> tuple[RawValue, ...]:
     return tuple(MISSING if v == {} else v for v in decoded)
 
 
+def hash_parameters(salt: bytes) -> dict[str, Any]:
+    """Return the BLAKE2b parameters of the record hash for the 32-byte ``salt``.
+
+    The salt fills BLAKE2b's salt and personalization parameters, which cost nothing
+    per record, where a key would cost one more compression: a third of the time for a
+    record of a hundred bytes.
+    """
+    return {"digest_size": 16, "salt": salt[:16], "person": salt[16:32]}
+
+
 def record_hash(payload: str, salt: bytes) -> bytes:
     """Hash a record's encoded values; ``salt`` ties the hash to the mapping settings."""
-    return hashlib.blake2b(payload.encode("utf-8"), digest_size=16, key=salt).digest()
+    return hashlib.blake2b(payload.encode("utf-8"), **hash_parameters(salt)).digest()
 
 
 def record_hasher(salt: bytes) -> Callable[[str], bytes]:
     """Return a function that computes :func:`record_hash` with ``salt``, faster.
 
-    A keyed BLAKE2b spends about half its time on a short record processing the key
-    block. Copying a hasher that has already absorbed the key skips that work.
+    Copying a hasher set up once skips parsing the parameters for every record.
     """
-    keyed = hashlib.blake2b(digest_size=16, key=salt)
-    copy = keyed.copy
+    copy = hashlib.blake2b(**hash_parameters(salt)).copy
 
     def hash_payload(payload: str) -> bytes:
         hasher = copy()

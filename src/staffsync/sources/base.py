@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Final, NamedTuple, Protocol
 
@@ -19,6 +20,9 @@ __all__ = [
     "SourceError",
     "batch_records",
 ]
+
+SEPARATORS = re.compile("[\x1c-\x1f]")
+"""Finds the ASCII separator characters that :attr:`RecordBatch.plain` rules out."""
 
 BATCH_SIZE = 256
 """Records per :class:`RecordBatch`: enough to pay for the per-batch calls, and few
@@ -97,12 +101,15 @@ class RecordBatch(NamedTuple):
     """Consecutive records of a source, column-wise, and the issues met among them.
 
     ``lines[i]`` is the line of the record whose values are ``values[i]``. Issues are in
-    the order they were met, apart from the records.
+    the order they were met, apart from the records. ``plain`` promises that every value
+    is text without the ASCII separator characters U+001C to U+001F, which spares the
+    planner from checking each value; False promises nothing.
     """
 
     lines: Sequence[int]
     values: list[tuple[RawValue, ...]]
     issues: list[RecordIssue]
+    plain: bool = False
 
 
 class SourceError(Exception):

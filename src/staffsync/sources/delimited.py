@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from staffsync.sources.base import (
     BATCH_SIZE,
+    SEPARATORS,
     RawRecord,
     RawValue,
     RecordBatch,
@@ -193,7 +194,9 @@ class DelimitedSource:
                 rows = list(map(split, map(_STRIP_NEWLINE, chunk)))
                 if set(map(len, rows)) == {layout.width} and all(map(has_key, rows)):
                     first = line + 1
-                    yield RecordBatch(range(first, first + len(rows)), list(map(pick, rows)), [])
+                    plain = SEPARATORS.search(joined) is None
+                    picked: list[tuple[RawValue, ...]] = list(map(pick, rows))
+                    yield RecordBatch(range(first, first + len(rows)), picked, [], plain)
                     line += len(rows)
                     continue
 
