@@ -56,6 +56,22 @@ class TestLoadSettings:
         with pytest.raises(ConfigError, match=r"\[safety\] max_deactivation: unknown key"):
             load_settings(config)
 
+    def test_unknown_section_is_rejected(self, tmp_path: Path) -> None:
+        """A misspelt section would leave its settings, such as the guards, at defaults."""
+        config = write(tmp_path / "c.toml", "[saftey]\nmax_deactivations = 1\n")
+
+        with pytest.raises(ConfigError, match=r"unknown sections or top-level keys: \[saftey\]"):
+            load_settings(config)
+
+    def test_unknown_environment_section_is_rejected(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        config = write(tmp_path / "c.toml", "[safety]\nmax_deactivations = 1\n")
+        monkeypatch.setenv("STAFFSYNC_SAFTEY__MAX_DEACTIVATIONS", "1")
+
+        with pytest.raises(ConfigError, match="STAFFSYNC_SAFTEY__MAX_DEACTIVATIONS names no"):
+            load_settings(config)
+
     def test_invalid_value_names_key_and_value(self, tmp_path: Path) -> None:
         """An invalid value is reported with its key and the value given."""
         config = write(tmp_path / "c.toml", "[staffbase]\nmax_concurrency = -1\n")

@@ -336,7 +336,8 @@ def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
             names the file, the key and the rejected value (never a secret).
     """
     if config_path is not None:
-        _check_toml_file(config_path)
+        _check_sections(_check_toml_file(config_path), str(config_path))
+    _check_environment()
 
     class _Loaded(Settings):
         @classmethod
@@ -362,10 +363,46 @@ def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
     return loaded
 
 
-def _check_toml_file(path: Path) -> None:
+def _check_sections(document: dict[str, Any], where: str) -> None:
+    """Refuse a top-level name that is not a section, such as a misspelt ``[saftey]``.
+
+    The sections reject unknown keys themselves; an unknown section would otherwise be
+    dropped without a word, and its settings (the safety limits, say) left at defaults.
+    """
+    known = _section_names()
+    unknown = [name for name in document if name not in known]
+    if unknown:
+        names = ", ".join(f"[{name}]" for name in unknown)
+        msg = (
+            f"{where} has unknown sections or top-level keys: {names}; the sections are"
+            f" {', '.join(f'[{name}]' for name in sorted(known))}"
+        )
+        raise ConfigError(msg)
+
+
+def _check_environment() -> None:
+    """Refuse a ``STAFFSYNC_<SECTION>__<KEY>`` variable whose section does not exist."""
+    known = _section_names()
+    for name in sorted(os.environ):
+        if not name.startswith("STAFFSYNC_") or "__" not in name:
+            continue
+        section = name.removeprefix("STAFFSYNC_").split("__", 1)[0].lower()
+        if section not in known:
+            msg = (
+                f"environment variable {name} names no section of the configuration;"
+                f" the sections are {', '.join(sorted(known))}: check its spelling"
+            )
+            raise ConfigError(msg)
+
+
+def _section_names() -> set[str]:
+    return {name for name in Settings.model_fields if name != "config_path"}
+
+
+def _check_toml_file(path: Path) -> dict[str, Any]:
     try:
         with path.open("rb") as handle:
-            tomllib.load(handle)
+            return tomllib.load(handle)
     except FileNotFoundError:
         msg = (
             f"configuration file {str(path)!r} does not exist;"

@@ -219,5 +219,5 @@ class TestExitCodes:
         current = staffsync("db", "current", cwd=tmp_path, env=env)
 
         assert upgraded.returncode == 0, upgraded.stderr
-        assert "state database at revision 0002 (was empty)" in upgraded.stdout
-        assert "current: 0002" in current.stdout
+        assert "state database at revision 0003 (was empty)" in upgraded.stdout
+        assert "current: 0003" in current.stdout
