@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from rich.text import Text
+
 from staffsync.mapping import RecordMapper
 from staffsync.sources import open_source
 from staffsync.sources.base import RecordIssue, SourceError
@@ -30,8 +32,8 @@ def run_checks(settings: Settings, console: Console) -> bool:
         _check_staffbase(settings),
     ]
     for name, ok, detail in results:
-        mark = "[green]ok[/green]  " if ok else "[red]FAIL[/red]"
-        console.print(f"{mark} {name}: {detail}")
+        mark = ("ok  ", "green") if ok else ("FAIL", "red")
+        console.print(Text.assemble(mark, f" {name}: {detail}"))
     return all(ok for _, ok, _ in results)
 
 

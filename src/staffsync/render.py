@@ -36,12 +36,13 @@ COUNT_ORDER = (
 )
 
 
-def _shown(value: Any) -> str:
+def _shown(value: Any) -> Text:
+    """Return a value as plain text: ``[safety]`` in a message is not rich markup."""
     if value is None:
-        return "—"
+        return Text("—")
     if isinstance(value, list):
-        return ", ".join(str(v) for v in value) or "—"
-    return str(value)
+        return Text(", ".join(str(v) for v in value) or "—")
+    return Text(str(value))
 
 
 def print_summary(console: Console, report: RunReport, *, title: str | None = None) -> None:
@@ -63,14 +64,14 @@ def print_summary(console: Console, report: RunReport, *, title: str | None = No
 
     if report.held:
         plan_id = report.held.get("plan_id")
-        console.print(f"[red]Held:[/red] {report.held['reason']}.")
+        console.print(Text.assemble(("Held:", "red"), f" {report.held['reason']}."))
         if plan_id:
             console.print(
                 f"Nothing was written. Review it with 'staffsync status'; apply it with"
                 f" 'staffsync sync --approve {plan_id}'."
             )
     if report.error:
-        console.print(f"[red]Error:[/red] {report.error}")
+        console.print(Text.assemble(("Error:", "red"), f" {report.error}"))
     _print_issues(
         console,
         "Rejected records (left as they are)",
@@ -126,8 +127,8 @@ def print_plan(console: Console, report: RunReport) -> None:
             for name in names:
                 change = fields.get(name, {})
                 table.add_row(
-                    entry["key"] if first else "",
-                    name,
+                    _shown(entry["key"]) if first else "",
+                    _shown(name),
                     _shown(change.get("before")) if change else "",
                     _shown(change.get("after")) if change else "",
                 )
@@ -164,7 +165,7 @@ def print_status(console: Console, status: dict[str, Any]) -> None:
             run["started_at"],
             run["finished_at"] or "—",
             str(changed),
-            run.get("error") or "",
+            _shown(run.get("error") or ""),
         )
     console.print(runs)
 
@@ -179,7 +180,7 @@ def print_status(console: Console, status: dict[str, Any]) -> None:
             held.add_row(
                 plan["id"],
                 plan["created_at"],
-                plan.get("reason") or "",
+                _shown(plan.get("reason") or ""),
                 ", ".join(f"{n} {c}" for n, c in counts.items() if c),
             )
         console.print(held)
@@ -192,13 +193,13 @@ def print_status(console: Console, status: dict[str, Any]) -> None:
             failing.add_column(column, overflow="fold")
         for record in status["failing"]:
             failing.add_row(
-                record["key"],
+                _shown(record["key"]),
                 record["action"],
                 str(record["attempts"]),
                 record["first_failed_at"],
                 record["next_attempt_at"],
                 "yes" if record["stuck"] else "",
-                record["last_error"],
+                _shown(record["last_error"]),
             )
         console.print(failing)
     else:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from rich.console import Console
 
-from staffsync.render import print_plan
+from staffsync.render import print_plan, print_summary
+from staffsync.report import RunReport
 from tests.sync.harness import person
 
 if TYPE_CHECKING:
@@ -62,3 +64,22 @@ class TestPlanTable:
         rendered_lines(bench)
 
         assert bench.writes() == 0
+
+
+class TestSummaryText:
+    def test_bracketed_names_are_printed_as_written(self) -> None:
+        """``[safety]`` and ``[source]`` in messages are text, not console markup."""
+        report = RunReport(
+            run_id="r-1", mode="incremental", dry_run=False, started_at=datetime.now(UTC)
+        )
+        report.rejected = [{"line": 2, "key": "E1", "message": "set [source] encoding"}]
+        report.held = {"plan_id": "p-1", "reason": "more than [safety] max_deactivations = 5"}
+        report.finish("blocked", datetime.now(UTC), error="see [staffbase] client_id")
+        console = Console(record=True, width=160, color_system=None)
+
+        print_summary(console, report)
+        text = console.export_text()
+
+        assert "Held: more than [safety] max_deactivations = 5." in text
+        assert "Error: see [staffbase] client_id" in text
+        assert "set [source] encoding" in text
