@@ -7,6 +7,7 @@ guards held the plan; 1 the run failed; 2 usage or configuration error.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -102,6 +103,8 @@ def _run_and_report(
 ) -> NoReturn:
     settings = options.settings()
     options.configure_logging(settings, default_format="console")
+    if request.report_path is not None:
+        _check_report_path(request.report_path)
     try:
         with ProgressDisplay() as display:
             request.progress = display.update
@@ -112,6 +115,19 @@ def _run_and_report(
         _fail(str(exc), EXIT_USAGE if isinstance(exc, StateDatabaseError) else EXIT_FAILED)
     _print_report(report, output)
     sys.exit(report.exit_code)
+
+
+def _check_report_path(path: Path) -> None:
+    """Refuse a --report-json path that cannot be written, before anything is sent."""
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if path.is_dir():
+        _fail(f"--report-json {str(path)!r} is a directory; name a file", EXIT_USAGE)
+    if not folder.is_dir():
+        _fail(f"--report-json {str(path)!r} is inside {str(folder)!r}, a file", EXIT_USAGE)
+    if not os.access(folder, os.W_OK | os.X_OK):
+        _fail(f"--report-json {str(path)!r}: {str(folder)!r} is not writable", EXIT_USAGE)
 
 
 def _print_report(report: RunReport, output: str) -> None:

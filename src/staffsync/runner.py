@@ -47,7 +47,7 @@ from staffsync.state.lock import RunLock, acquire_run_lock
 from staffsync.state.migrate import ensure_schema
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
     from pathlib import Path
 
     from staffsync.settings import Settings
@@ -317,7 +317,7 @@ class _Run:
             self.report.finish("blocked" if hold else "succeeded", _now())
             if hold:
                 self.report.held = {"plan_id": None, "reason": hold}
-            write_report_json(self.request.report_path, self.report, changes)
+            _write_report_file(self.request.report_path, self.report, changes)
             changes = (change.as_report() for change in plan.iter_changes())
         self.report.changes = _take(changes, STORED_ITEMS * 10, self.report, "changes")
         if hold:
@@ -472,7 +472,7 @@ def _finish(
         )
         connection.commit()
         if request.report_path is not None:
-            write_report_json(request.report_path, report)
+            _write_report_file(request.report_path, report)
 
         metrics.RUNS.labels(mode=report.mode, status=report.status).inc()
         metrics.RUN_DURATION.labels(mode=report.mode).observe(duration)
@@ -494,3 +494,13 @@ def _finish(
         error=report.error,
         **report.counts,
     )
+
+
+def _write_report_file(
+    path: Path, report: RunReport, changes: Iterable[dict[str, Any]] | None = None
+) -> None:
+    """Write the report for ``--report-json``; a failure is logged, as the run is over."""
+    try:
+        write_report_json(path, report, changes)
+    except OSError as exc:
+        log.error("report_not_written", path=str(path), error=exc.strerror or str(exc))  # noqa: TRY400

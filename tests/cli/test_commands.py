@@ -190,6 +190,27 @@ class TestExitCodes:
         assert report["status"] == "failed"
         assert "missing.csv" in report["error"]
 
+    def test_unwritable_report_path_is_2_before_any_request(
+        self, example: tuple[Path, dict[str, str]], emulator_process: str
+    ) -> None:
+        """A report path inside a file is refused before anything is sent."""
+        folder, env = example
+
+        result = staffsync(
+            "--config",
+            str(folder / "staffsync.toml"),
+            "sync",
+            "--report-json",
+            str(folder / "staffsync.toml" / "r.json"),
+            cwd=folder,
+            env=env,
+        )
+
+        assert result.returncode == 2
+        assert "is inside" in result.stderr
+        assert "a file" in result.stderr
+        assert emulator_json(emulator_process, "/__emulator/stats")["requests"] == {}
+
     def test_rejected_rows_are_4_and_held_plan_is_3(
         self, example: tuple[Path, dict[str, str]]
     ) -> None:
