@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
+import sqlalchemy as sa
 from rich.console import Console
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -23,7 +24,11 @@ from staffsync.progress import ProgressDisplay
 from staffsync.render import print_plan, print_status, print_summary
 from staffsync.runner import RunRequest, execute_run
 from staffsync.settings import ConfigError, Settings, load_settings, resolve_config_path
-from staffsync.state.database import StateDatabaseError, create_state_engine
+from staffsync.state.database import (
+    StateDatabaseError,
+    create_state_engine,
+    unreachable_message,
+)
 from staffsync.state.lock import RunLockHeld
 from staffsync.state.migrate import SchemaOutdated, current_revision, head_revision, upgrade
 
@@ -113,6 +118,8 @@ def _run_and_report(
         _fail(f"{exc}; try again once it has finished")
     except (SchemaOutdated, StateDatabaseError) as exc:
         _fail(str(exc), EXIT_USAGE if isinstance(exc, StateDatabaseError) else EXIT_FAILED)
+    except sa.exc.DBAPIError as exc:
+        _fail(unreachable_message(exc))
     _print_report(report, output)
     sys.exit(report.exit_code)
 
@@ -246,6 +253,8 @@ def status(options: CliOptions, output: str, runs: int) -> None:
             data = read_status(connection, runs=runs)
     except (SchemaOutdated, StateDatabaseError) as exc:
         _fail(str(exc))
+    except sa.exc.DBAPIError as exc:
+        _fail(unreachable_message(exc))
     if output == "json":
         click.echo(json.dumps(data, indent=2, default=str))
     else:
@@ -267,6 +276,8 @@ def db_upgrade(options: CliOptions) -> None:
         before, after = upgrade(create_state_engine(settings.state))
     except StateDatabaseError as exc:
         _fail(str(exc), EXIT_USAGE)
+    except sa.exc.DBAPIError as exc:
+        _fail(unreachable_message(exc))
     click.echo(f"state database at revision {after} (was {before or 'empty'})")
 
 
@@ -280,6 +291,8 @@ def db_current(options: CliOptions) -> None:
         revision = current_revision(create_state_engine(settings.state))
     except StateDatabaseError as exc:
         _fail(str(exc), EXIT_USAGE)
+    except sa.exc.DBAPIError as exc:
+        _fail(unreachable_message(exc))
     click.echo(f"current: {revision or 'empty (run staffsync db upgrade)'}")
     click.echo(f"newest:  {head_revision()}")
 

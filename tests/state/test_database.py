@@ -16,6 +16,7 @@ from staffsync.state.database import create_state_engine
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
 
 @pytest.fixture
@@ -83,3 +84,13 @@ class TestPostgresConnectTimeout:
         assert ready is False
         assert reason.startswith("state database check failed: OperationalError")
         assert "timeout" in reason
+
+
+class TestStateUrl:
+    def test_password_with_sqlite_is_refused(self, tmp_path: Path) -> None:
+        """A password given for a SQLite file is a configuration mistake, said plainly."""
+        url = f"sqlite:///{tmp_path / 's.db'}"
+        settings = StateSettings(url=url, password="pw")  # type: ignore[arg-type]
+
+        with pytest.raises(database.StateDatabaseError, match=r"\[state\] password is for"):
+            database.state_url(settings)

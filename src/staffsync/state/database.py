@@ -11,7 +11,14 @@ from sqlalchemy import event
 if TYPE_CHECKING:
     from staffsync.settings import StateSettings
 
-__all__ = ["StateDatabaseError", "create_state_engine", "is_sqlite", "sqlite_path", "state_url"]
+__all__ = [
+    "StateDatabaseError",
+    "create_state_engine",
+    "is_sqlite",
+    "sqlite_path",
+    "state_url",
+    "unreachable_message",
+]
 
 SQLITE_BUSY_TIMEOUT_SECONDS = 30
 POSTGRES_CONNECT_TIMEOUT_SECONDS = 10
@@ -44,9 +51,21 @@ def state_url(settings: StateSettings) -> sa.URL:
         raise StateDatabaseError(msg)
     if url.get_backend_name() == "postgresql" and url.drivername == "postgresql":
         url = url.set(drivername="postgresql+psycopg")
+    if settings.password is not None and url.get_backend_name() == "sqlite":
+        msg = "[state] password is for PostgreSQL; a SQLite URL takes none, so remove it"
+        raise StateDatabaseError(msg)
     if settings.password is not None and url.password is None:
         url = url.set(password=settings.password.get_secret_value())
     return url
+
+
+def unreachable_message(exc: sa.exc.DBAPIError) -> str:
+    """Describe a failure to use the state database, from the driver's own first line."""
+    reason = str(exc.orig).strip().splitlines()[0] if exc.orig is not None else str(exc)
+    return (
+        f"the state database cannot be used: {reason}; check [state] url, that the server"
+        " runs and that the database exists (staffsync creates the tables, not the database)"
+    )
 
 
 def is_sqlite(url: sa.URL) -> bool:
