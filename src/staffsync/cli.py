@@ -24,6 +24,7 @@ from staffsync.progress import ProgressDisplay
 from staffsync.render import print_plan, print_status, print_summary
 from staffsync.runner import RunRequest, execute_run
 from staffsync.settings import ConfigError, Settings, load_settings, resolve_config_path
+from staffsync.staffbase.auth import check_credentials
 from staffsync.state.database import (
     StateDatabaseError,
     create_state_engine,
@@ -110,6 +111,11 @@ def _run_and_report(
     options.configure_logging(settings, default_format="console")
     if request.report_path is not None:
         _check_report_path(request.report_path)
+    if not request.dry_run:
+        try:
+            check_credentials(settings.staffbase)
+        except ConfigError as exc:
+            _fail(str(exc), EXIT_USAGE)
     try:
         with ProgressDisplay() as display:
             request.progress = display.update

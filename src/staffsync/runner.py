@@ -37,6 +37,7 @@ from staffsync.planning.store import (
     store_plan,
 )
 from staffsync.report import STORED_ITEMS, RunReport, write_report_json
+from staffsync.settings import ConfigError
 from staffsync.sources import open_source
 from staffsync.sources.base import SourceError
 from staffsync.staffbase.client import StaffbaseClient
@@ -135,7 +136,7 @@ def execute_run(
                 _insert_run(connection, report, request)
             try:
                 _Run(settings, request, report, connection, clients, lock).run()
-            except (RunFailed, PlanNotHeld, SourceError, StaffbaseError) as exc:
+            except (RunFailed, PlanNotHeld, SourceError, StaffbaseError, ConfigError) as exc:
                 connection.rollback()
                 report.finish("failed", _now(), error=str(exc))
             except Exception as exc:

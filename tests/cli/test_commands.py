@@ -211,6 +211,23 @@ class TestExitCodes:
         assert "a file" in result.stderr
         assert emulator_json(emulator_process, "/__emulator/stats")["requests"] == {}
 
+    def test_missing_secret_is_2_but_plan_needs_none(
+        self, example: tuple[Path, dict[str, str]], tmp_path: Path
+    ) -> None:
+        """A sync without the client secret is a configuration error; a plan sends nothing."""
+        folder, env = example
+        config = folder / "staffsync.toml"
+        text = config.read_text(encoding="utf-8").replace('client_secret = "demo-secret"', "")
+        config.write_text(text, encoding="utf-8")
+
+        synced = staffsync("--config", str(config), "sync", cwd=folder, env=env)
+        planned = staffsync("--config", str(config), "plan", cwd=folder, env=env)
+
+        assert synced.returncode == 2
+        assert "needs client_id and client_secret" in synced.stderr
+        assert "Traceback" not in synced.stderr
+        assert planned.returncode == 0
+
     def test_rejected_rows_are_4_and_held_plan_is_3(
         self, example: tuple[Path, dict[str, str]]
     ) -> None:

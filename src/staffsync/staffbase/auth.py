@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from staffsync.settings import StaffbaseSettings
 
-__all__ = ["ApiTokenAuth", "ClientCredentialsAuth", "build_auth"]
+__all__ = ["ApiTokenAuth", "ClientCredentialsAuth", "build_auth", "check_credentials"]
 
 logger = structlog.get_logger(__name__)
 
@@ -274,6 +274,29 @@ class ApiTokenAuth(httpx.Auth):
         yield request
 
 
+def check_credentials(settings: StaffbaseSettings) -> None:
+    """Check that the credentials ``[staffbase] auth`` needs are all set.
+
+    Raises:
+        ConfigError: one is missing; the message names it and never shows a value.
+    """
+    if settings.auth == "token":
+        if settings.api_token is None or not settings.api_token.get_secret_value():
+            msg = (
+                '[staffbase] auth = "token" needs api_token (or a staffbase__api_token secret file)'
+            )
+            raise ConfigError(msg)
+        return
+
+    secret = settings.client_secret.get_secret_value() if settings.client_secret else ""
+    if not settings.client_id or not secret:
+        msg = (
+            '[staffbase] auth = "oauth" needs client_id and client_secret'
+            " (or a staffbase__client_secret secret file)"
+        )
+        raise ConfigError(msg)
+
+
 def build_auth(
     settings: StaffbaseSettings,
     http: httpx.Client,
@@ -292,21 +315,13 @@ def build_auth(
     Raises:
         ConfigError: the credentials that the chosen method needs are missing.
     """
+    check_credentials(settings)
     if settings.auth == "token":
-        if settings.api_token is None or not settings.api_token.get_secret_value():
-            msg = (
-                '[staffbase] auth = "token" needs api_token (or a staffbase__api_token secret file)'
-            )
-            raise ConfigError(msg)
+        assert settings.api_token is not None
         return ApiTokenAuth(settings.api_token.get_secret_value())
 
-    secret = settings.client_secret.get_secret_value() if settings.client_secret else ""
-    if not settings.client_id or not secret:
-        msg = (
-            '[staffbase] auth = "oauth" needs client_id and client_secret'
-            " (or a staffbase__client_secret secret file)"
-        )
-        raise ConfigError(msg)
+    assert settings.client_secret is not None
+    secret = settings.client_secret.get_secret_value()
     return ClientCredentialsAuth(
         token_url=settings.token_url,
         client_id=settings.client_id,
