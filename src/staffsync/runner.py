@@ -29,6 +29,7 @@ from staffsync.planning.planner import Plan, PlanOptions, build_plan
 from staffsync.planning.remote import load_remote_users, rebuild_state
 from staffsync.planning.store import (
     PlanNotHeld,
+    clear_resolved_failures,
     fill_report_from_plan,
     iter_applied_changes,
     list_failed,
@@ -243,6 +244,9 @@ class _Run:
 
             if not hold:
                 record_settled(self.connection, plan)
+                resolved = clear_resolved_failures(self.connection, plan, self.now)
+                if resolved:
+                    log.info("failures_resolved", keys=resolved[:20], count=len(resolved))
             if not plan.counts and not hold:
                 # Nothing to send and nothing to record: no plan worth keeping.
                 self.connection.commit()

@@ -205,3 +205,30 @@ class TestStuckRecord:
 
 def _parse(value: str) -> datetime:
     return datetime.fromisoformat(value)
+
+
+class TestResolvedFailure:
+    def test_failure_no_longer_needed_is_forgotten(self, bench: Bench) -> None:
+        """HR undoes a change that kept failing: once due, the failure leaves the state."""
+        bench.write_export([person(1), person(2)])
+        bench.sync()
+        api(
+            bench,
+            "POST",
+            "/users",
+            {"firstName": "Hand", "emails": [{"value": "taken@example.com", "primary": True}]},
+        )
+        bench.write_export([person(1, work_email="taken@example.com"), person(2)])
+        failed = bench.sync()
+        still = failing(bench)
+        bench.write_export([person(1), person(2)])
+
+        set_next_attempt_due(bench, "E0001")
+        resolved = bench.sync()
+
+        assert [entry["key"] for entry in failed.failed] == ["E0001"]
+        assert [row["key"] for row in still] == ["E0001"]
+        assert resolved.status == "succeeded"
+        assert resolved.failed == []
+        assert failing(bench) == []
+        assert bench.users()["E0001"]["emails"][0]["value"] == "person1@example.com"

@@ -130,6 +130,9 @@ class Plan:
     """For a full resync, the users read from Staffbase that the plan was made against."""
     leavers_withheld_reason: str = ""
     """The reason the ``leavers_withheld`` people were not deactivated, as a clause for messages."""
+    protected: frozenset[str] = frozenset()
+    """Keys the plan leaves as they are: rejected rows and failing records not yet due."""
+    only_keys: frozenset[str] | None = None
 
     @property
     def deactivations(self) -> int:
@@ -1113,6 +1116,8 @@ class _Planner:
             leavers_withheld=self.leavers_withheld,
             remote=self.remote,
             leavers_withheld_reason=self.leavers_withheld_reason,
+            protected=frozenset(self.protected),
+            only_keys=self.options.only_keys,
         )
 
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 __all__ = [
     "HeldPlan",
     "PlanNotHeld",
+    "clear_resolved_failures",
     "fill_report_from_plan",
     "iter_applied_changes",
     "list_failed",
@@ -154,6 +155,33 @@ def record_settled(connection: sa.Connection, plan: Plan) -> None:
             ["key", "record_hash"], sa.select(temp.c.key, temp.c.record_hash)
         )
     )
+
+
+def clear_resolved_failures(connection: sa.Connection, plan: Plan, now: datetime) -> list[str]:
+    """Forget failing records that were due for another attempt and need no change now.
+
+    HR may have undone the change that kept failing, or Staffbase may have been fixed
+    by hand: the plan then has nothing for the key, and the failure would otherwise stay
+    listed in ``status`` for good. Returns the keys forgotten.
+    """
+    failures, temp = schema.failures, plan.tables.plan
+    due = set(
+        connection.execute(
+            sa.select(failures.c.key).where(failures.c.next_attempt_at <= now)
+        ).scalars()
+    )
+    due -= plan.protected
+    if plan.only_keys is not None:
+        due &= plan.only_keys
+    if not due:
+        return []
+    planned = set(
+        connection.execute(sa.select(temp.c.key).where(temp.c.key.in_(sorted(due)))).scalars()
+    )
+    resolved = sorted(due - planned)
+    if resolved:
+        connection.execute(sa.delete(failures).where(failures.c.key.in_(resolved)))
+    return resolved
 
 
 @dataclass
