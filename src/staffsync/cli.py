@@ -6,8 +6,10 @@ guards held the plan; 1 the run failed; 2 usage or configuration error.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +17,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 import sqlalchemy as sa
+import structlog
 from rich.console import Console
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -34,9 +37,15 @@ from staffsync.state.lock import RunLockHeld
 from staffsync.state.migrate import SchemaOutdated, current_revision, head_revision, upgrade
 
 if TYPE_CHECKING:
+    import threading
+    from collections.abc import Iterator
+    from types import FrameType
+
     from staffsync.report import RunReport
 
 __all__ = ["cli", "main"]
+
+log = structlog.get_logger(__name__)
 
 EXIT_USAGE = 2
 EXIT_FAILED = 1
@@ -117,7 +126,7 @@ def _run_and_report(
         except ConfigError as exc:
             _fail(str(exc), EXIT_USAGE)
     try:
-        with ProgressDisplay() as display:
+        with ProgressDisplay() as display, _stop_on_signal(request.stop):
             request.progress = display.update
             report = execute_run(settings, request)
     except RunLockHeld as exc:
@@ -128,6 +137,34 @@ def _run_and_report(
         _fail(unreachable_message(exc))
     _print_report(report, output)
     sys.exit(report.exit_code)
+
+
+@contextlib.contextmanager
+def _stop_on_signal(stop: threading.Event) -> Iterator[None]:
+    """Let Ctrl+C or SIGTERM stop a run as the daemon stops one.
+
+    The first signal stops sending: requests in flight finish and are recorded, and the
+    next run applies the rest. A second signal interrupts at once.
+    """
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        if stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        log.warning("run_stopping", signal=signal.Signals(signum).name)
+        click.echo(
+            "staffsync: stopping after the requests in flight; press Ctrl+C again to"
+            " interrupt at once",
+            err=True,
+        )
+
+    handled = (signal.SIGINT, signal.SIGTERM)
+    previous = {signum: signal.signal(signum, on_signal) for signum in handled}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def _check_report_path(path: Path) -> None:

@@ -9,6 +9,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -259,3 +260,44 @@ class TestExitCodes:
         assert upgraded.returncode == 0, upgraded.stderr
         assert "state database at revision 0003 (was empty)" in upgraded.stdout
         assert "current: 0003" in current.stdout
+
+
+class TestInterrupt:
+    @pytest.mark.slow
+    def test_ctrl_c_stops_after_requests_in_flight(
+        self, example: tuple[Path, dict[str, str]], emulator_process: str
+    ) -> None:
+        """SIGINT stops sending; the next sync creates the rest and nobody twice."""
+        folder, env = example
+        httpx.post(f"{emulator_process}/__emulator/faults", json={"latency_ms": 150}, timeout=10)
+        args = [sys.executable, "-m", "staffsync", "--config", str(folder / "staffsync.toml")]
+        process = subprocess.Popen(
+            [*args, "sync"],
+            cwd=folder,
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        created = 0
+        for _ in range(200):
+            stats = emulator_json(emulator_process, "/__emulator/stats")
+            created = stats["requests"].get("POST /api/users", 0)
+            if created >= 20:
+                break
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+        stopped_at = emulator_json(emulator_process, "/__emulator/stats")["requests"]
+
+        httpx.post(f"{emulator_process}/__emulator/faults", json={"latency_ms": 0}, timeout=10)
+        rest = staffsync("--config", str(folder / "staffsync.toml"), "sync", cwd=folder, env=env)
+        users = emulator_json(emulator_process, "/__emulator/users")
+
+        assert created >= 20
+        assert process.returncode == 1
+        assert "stopping after the requests in flight" in stderr
+        assert stopped_at["POST /api/users"] < 487
+        assert rest.returncode == 0, rest.stderr
+        external_ids = [user["externalID"] for user in users]
+        assert len(external_ids) == len(set(external_ids)) == 487
