@@ -9,6 +9,8 @@ here; the safety guards read the plan's counts afterwards.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import json
 from collections import Counter
@@ -202,6 +204,20 @@ def build_plan(
         SourceError: the export cannot be read, or lacks columns; nothing is planned.
         EmptySourceError: the export has no records and ``allow_empty_source`` is off.
     """
+    # Planning allocates millions of short-lived tuples and few reference cycles; the
+    # cyclic collector would walk the whole heap several times for almost nothing.
+    with _cyclic_gc_paused():
+        return _build_plan(connection, settings, source, mapper, options, remote)
+
+
+def _build_plan(
+    connection: sa.Connection,
+    settings: Settings,
+    source: Source,
+    mapper: RecordMapper,
+    options: PlanOptions,
+    remote: RemoteTables | None,
+) -> Plan:
     tables = StagingTables()
     tables.create(connection)
     planner = _Planner(connection, settings, mapper, tables, remote, options)
@@ -289,9 +305,12 @@ class _Planner:
         Staffbase instead, so it stages every record.
         """
         index = inactive = None
-        if self._index_fits():
-            index = self._load_hashes(ACTIVE_HASHES)
-            inactive = self._load_inactive_hashes()
+        if self.remote is None:
+            index = self._load_hashes(ACTIVE_HASHES, {}, MAX_INDEXED_PEOPLE)
+        if index is not None:
+            inactive = self._load_inactive_hashes(MAX_INDEXED_PEOPLE - len(index))
+            if inactive is None:
+                index = None
         self.index = index
         comparer = RecordComparer(self.mapper, self.salt, index, inactive)
         pending: list[tuple[Any, ...]] = []
@@ -313,44 +332,34 @@ class _Planner:
         if comparer.duplicates:
             self._reject_indexed_duplicates(comparer.duplicates)
 
-    def _index_fits(self) -> bool:
-        """Tell whether this run compares records in memory (see :meth:`ingest`).
-
-        A full resync compares with Staffbase instead, and a state of more than
-        :data:`MAX_INDEXED_PEOPLE` people is compared in the database, slower but in
-        memory that does not grow with the roster.
-        """
-        if self.remote is not None:
-            return False
-        people = sum(
-            self.connection.execute(sa.select(sa.func.count()).select_from(table)).scalar_one()
-            for table in (schema.users, schema.settled_records)
-        )
-        return bool(people <= MAX_INDEXED_PEOPLE)
-
-    def _load_inactive_hashes(self) -> dict[str, bytes | int]:
+    def _load_inactive_hashes(self, limit: int) -> dict[str, bytes | int] | None:
         """Return the record hashes of people HR lists as inactive, by key.
 
         These are the deactivated users and the settled records: inactive people who
         have no Staffbase user. A user's own hash takes precedence over a settled one.
         With ``manager_match``, settled records are left out: a manager reference could
-        then only find the person on a staged row.
+        then only find the person on a staged row. None when there are more than ``limit``.
         """
-        hashes: dict[str, bytes | int] = {}
+        hashes: dict[str, bytes | int] | None = {}
         if not self.by_match_value:
-            self._load_hashes(SETTLED_HASHES, hashes)
-        return self._load_hashes(INACTIVE_HASHES, hashes)
+            hashes = self._load_hashes(SETTLED_HASHES, {}, limit)
+        if hashes is None:
+            return None
+        return self._load_hashes(INACTIVE_HASHES, hashes, limit)
 
     def _load_hashes(
-        self, statement: str, hashes: dict[str, bytes | int] | None = None
-    ) -> dict[str, bytes | int]:
+        self, statement: str, hashes: dict[str, bytes | int], limit: int
+    ) -> dict[str, bytes | int] | None:
         """Add the ``(key, record hash)`` rows of ``statement`` to ``hashes``.
+
+        Returns None, and stops reading, once ``hashes`` would hold more than ``limit``
+        keys: such a state is compared in the database, slower but in memory that does
+        not grow with the roster (see :data:`MAX_INDEXED_PEOPLE`).
 
         The rows are read with the driver's own cursor, in the run's transaction, and put
         into the dict a page at a time: a million of them through SQLAlchemy's result
         objects, or one Python call per row, would take seconds.
         """
-        hashes = {} if hashes is None else hashes
         postgresql = self.connection.dialect.name == "postgresql"
         driver_connection = self.connection.connection.driver_connection
         assert driver_connection is not None
@@ -360,6 +369,8 @@ class _Planner:
             cursor.execute(statement.format(empty="''::bytea" if postgresql else "X''"))
             while rows := cursor.fetchmany(INDEX_PAGE):
                 hashes.update(rows)
+                if len(hashes) > limit:
+                    return None
         finally:
             cursor.close()
         return hashes
@@ -1119,6 +1130,18 @@ class _Planner:
             protected=frozenset(self.protected),
             only_keys=self.options.only_keys,
         )
+
+
+@contextlib.contextmanager
+def _cyclic_gc_paused() -> Iterator[None]:
+    """Turn off automatic cyclic garbage collection for the block, if it was on."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 def _read_state_version(connection: sa.Connection) -> int:
