@@ -10,12 +10,12 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from staffsync.sources.base import (
     BATCH_SIZE,
-    SEPARATORS,
     RawRecord,
     RawValue,
     RecordBatch,
     RecordIssue,
     SourceError,
+    has_separator,
 )
 from staffsync.sources.decoding import describe_decode_error, open_text
 
@@ -194,7 +194,7 @@ class DelimitedSource:
                 rows = list(map(split, map(_STRIP_NEWLINE, chunk)))
                 if set(map(len, rows)) == {layout.width} and all(map(has_key, rows)):
                     first = line + 1
-                    plain = SEPARATORS.search(joined) is None
+                    plain = not has_separator(joined)
                     picked: list[tuple[RawValue, ...]] = list(map(pick, rows))
                     yield RecordBatch(range(first, first + len(rows)), picked, [], plain)
                     line += len(rows)
