@@ -232,3 +232,26 @@ class TestResolvedFailure:
         assert resolved.failed == []
         assert failing(bench) == []
         assert bench.users()["E0001"]["emails"][0]["value"] == "person1@example.com"
+
+
+class TestManagerWithoutUser:
+    def test_update_that_sends_nothing_is_not_counted(self, bench: Bench) -> None:
+        """A report's manager update waits for a manager whose create fails; no PUT, no count."""
+        api(
+            bench,
+            "POST",
+            "/users",
+            {"firstName": "Hand", "emails": [{"value": "person2@example.com", "primary": True}]},
+        )
+        bench.write_export([person(1), person(2), person(3, manager_id="E0002")])
+        first = bench.sync()
+        set_next_attempt_due(bench, "E0002")
+        puts = bench.stats()["requests"].get("PUT /api/users/{id}", 0)
+
+        second = bench.sync()
+
+        assert first.counts["created"] == 2
+        assert [entry["key"] for entry in second.failed] == ["E0002"]
+        assert second.counts["updated"] == 0
+        assert bench.stats()["requests"].get("PUT /api/users/{id}", 0) == puts
+        assert bench.users()["E0003"].get("profile", {}).get("system_manager") is None

@@ -146,9 +146,9 @@ class TestManagers:
         second = bench.sync()
 
         assert [w["message"] for w in first.warnings] == [
-            "manager 'E0009' (line 3) has no Staffbase user, because HR lists them as inactive"
-            " or their row was rejected; the person is synced without a manager until the"
-            " manager has one"
+            "manager 'E0009' (line 3) has no Staffbase user: HR lists them as inactive, their"
+            " row was rejected, or creating their user failed; the person is synced without a"
+            " manager until the manager has one"
         ]
         assert second.warnings == []
         assert managers(bench) == {"E0001": "E0009", "E0009": None}

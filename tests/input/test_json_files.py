@@ -22,8 +22,8 @@ GRACE_ID = "2c9180857182305e0171993735622000"
 TOM_ID = "2c9180857182305e0171993735622111"
 LIN_ID = "2c9180857182305e0171993735622222"
 NO_USER = (
-    " has no Staffbase user, because HR lists them as inactive or their row was rejected;"
-    " the person is synced without a manager until the manager has one"
+    " has no Staffbase user: HR lists them as inactive, their row was rejected, or creating"
+    " their user failed; the person is synced without a manager until the manager has one"
 )
 
 

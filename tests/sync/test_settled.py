@@ -118,7 +118,7 @@ class TestSettledRecords:
 
         assert mapped == 1
         assert [w["message"] for w in report.warnings] == [
-            "manager 'E0009' (line 3) has no Staffbase user, because HR lists them as inactive"
-            " or their row was rejected; the person is synced without a manager until the"
-            " manager has one"
+            "manager 'E0009' (line 3) has no Staffbase user: HR lists them as inactive, their"
+            " row was rejected, or creating their user failed; the person is synced without a"
+            " manager until the manager has one"
         ]

@@ -21,12 +21,14 @@ from staffsync.staffbase.model import build_user_body, read_user_fields
 if TYPE_CHECKING:
     from staffsync.staffbase.client import StaffbaseClient
 
-__all__ = ["GONE", "Outcome", "WorkItem", "execute"]
+__all__ = ["GONE", "NOTHING_SENT", "Outcome", "WorkItem", "execute"]
 
 log = structlog.get_logger(__name__)
 
 GONE = "gone"
 """Outcome of a change whose Staffbase user no longer exists."""
+NOTHING_SENT = "nothing sent"
+"""Outcome of an update whose only change was a manager that has no Staffbase user yet."""
 
 
 @dataclass(slots=True)
@@ -159,7 +161,7 @@ def _update(client: StaffbaseClient, item: WorkItem) -> Outcome:
     status = "activated" if item.action == Action.REACTIVATE else None
     body, manager_sent = _body(item, status=status)
     if not body:
-        return Outcome(item, item.action, manager_sent=manager_sent)
+        return Outcome(item, NOTHING_SENT, manager_sent=manager_sent)
 
     try:
         user = client.update_user(item.staffbase_id, body)

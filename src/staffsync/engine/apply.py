@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, TypeAlias
 import sqlalchemy as sa
 import structlog
 
-from staffsync.engine.actions import Outcome, WorkItem, execute
+from staffsync.engine.actions import NOTHING_SENT, Outcome, WorkItem, execute
 from staffsync.engine.groups import apply_group_memberships
 from staffsync.engine.journal import apply_records, mark_sent, record_outcomes, revert_unsent
 from staffsync.planning.model import Action, Phase
@@ -59,6 +59,8 @@ class ApplyResult:
     """Changes applied, by the action actually taken."""
     failed: int = 0
     gone: int = 0
+    nothing_sent: int = 0
+    """Updates left for a later run: their manager had no Staffbase user when sent."""
     stopped: bool = False
     """True when a stop request ended the run before every change was sent."""
     fatal: str | None = None
@@ -369,6 +371,14 @@ class _PhaseRun:
             elif outcome.done == "gone":
                 self.result.gone += 1
                 log.warning("user_gone", key=outcome.item.key, message=outcome.message)
+            elif outcome.done == NOTHING_SENT:
+                self.result.nothing_sent += 1
+                log.warning(
+                    "manager_not_set",
+                    key=outcome.item.key,
+                    manager=outcome.item.data.get("manager_key"),
+                    reason="the manager has no Staffbase user yet; a later run sets it",
+                )
             else:
                 self.result.done[outcome.done] += 1
         self.tracker.advance(len(outcomes))

@@ -259,9 +259,9 @@ def _drop_managers_without_user(
         shown = f" ({', '.join(where)})" if where else ""
         warn(
             candidate,
-            f"manager {candidate.ref!r}{shown} has no Staffbase user, because HR lists them as"
-            " inactive or their row was rejected; the person is synced without a manager"
-            " until the manager has one",
+            f"manager {candidate.ref!r}{shown} has no Staffbase user: HR lists them as"
+            " inactive, their row was rejected, or creating their user failed; the person is"
+            " synced without a manager until the manager has one",
         )
         resolved[candidate.key] = None
 
