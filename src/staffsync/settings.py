@@ -366,8 +366,8 @@ def load_settings(config_path: Path | None, **overrides: Any) -> Settings:
 def _check_sections(document: dict[str, Any], where: str) -> None:
     """Refuse a top-level name that is not a section, such as a misspelt ``[saftey]``.
 
-    The sections reject unknown keys themselves; an unknown section would otherwise be
-    dropped without a word, and its settings (the safety limits, say) left at defaults.
+    The sections reject unknown keys themselves. An unknown section would be dropped
+    without a word, so its settings (the safety limits, say) would stay at defaults.
     """
     known = _section_names()
     unknown = [name for name in document if name not in known]

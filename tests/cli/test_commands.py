@@ -267,7 +267,7 @@ class TestInterrupt:
     def test_ctrl_c_stops_after_requests_in_flight(
         self, example: tuple[Path, dict[str, str]], emulator_process: str
     ) -> None:
-        """SIGINT stops sending; the next sync creates the rest and nobody twice."""
+        """SIGINT stops sending; the next sync creates the rest, each user once."""
         folder, env = example
         httpx.post(f"{emulator_process}/__emulator/faults", json={"latency_ms": 150}, timeout=10)
         args = [sys.executable, "-m", "staffsync", "--config", str(folder / "staffsync.toml")]

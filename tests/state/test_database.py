@@ -88,7 +88,7 @@ class TestPostgresConnectTimeout:
 
 class TestStateUrl:
     def test_password_with_sqlite_is_refused(self, tmp_path: Path) -> None:
-        """A password given for a SQLite file is a configuration mistake, said plainly."""
+        """A password given for a SQLite file is reported as a configuration mistake."""
         url = f"sqlite:///{tmp_path / 's.db'}"
         settings = StateSettings(url=url, password="pw")  # type: ignore[arg-type]
 

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 __all__ = ["RecordComparer", "StagedBatch"]
 
 StagedBatch = tuple[list[tuple[Any, ...]], list[bytes], list[RecordIssue]]
-"""What :meth:`RecordComparer.compare` returns: staging rows, hashes, rejected rows."""
+"""The staging rows, hashes and rejected rows of one batch, from :meth:`RecordComparer.compare`."""
 
 _FIRST = operator.itemgetter(0)
 
@@ -41,7 +41,7 @@ class RecordComparer:
 
     ``index`` maps the key of every active person in the state to their stored record
     hash (``b""`` when none is stored). As records are read, each key seen is set to the
-    line it was seen on, so a second row with that key shows up as a duplicate and the
+    line it was seen on. A second row with that key then shows up as a duplicate. The
     keys still holding a hash at the end are the active people missing from the export.
     ``inactive`` holds the hashes of people HR lists as inactive, for the keys that
     ``index`` lacks; it is only read. Without an index (a full resync, or a state too

@@ -95,7 +95,7 @@ class DelimitedSource:
                 raise describe_decode_error(self.path, self.encoding) from None
 
     def read_batches(self, fields: Sequence[str]) -> Iterator[RecordBatch]:
-        """Yield what :meth:`read` yields, a few thousand lines at a time.
+        """Yield what :meth:`read` yields, a few hundred lines at a time.
 
         A batch of lines without a quote character, each as wide as the header and with
         a key, is split and picked in a handful of calls for the whole batch. Any other
