@@ -377,7 +377,7 @@ class _Run:
         for action, count in result.done.items():
             if action in PAST_TENSE:
                 self.report.counts[PAST_TENSE[action]] += count
-        self.report.counts["unchanged"] += result.gone + result.nothing_sent
+        self.report.counts["unchanged"] += result.gone + result.needed_nothing
 
         failed = list_failed(self.connection, plan_id) + result.group_failures
         self.report.failed = failed + self.report.failed

@@ -15,11 +15,14 @@ import pytest
 import sqlalchemy as sa
 
 from staffsync.engine.journal import RETRY_DELAYS, STUCK_AFTER_ATTEMPTS
+from staffsync.settings import StateSettings
 from staffsync.state import schema
 from staffsync.state.status import read_status
 from tests.sync.harness import person
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from tests.sync.harness import Bench
 
 PEOPLE = 200
@@ -255,3 +258,22 @@ class TestManagerWithoutUser:
         assert second.counts["updated"] == 0
         assert bench.stats()["requests"].get("PUT /api/users/{id}", 0) == puts
         assert bench.users()["E0003"].get("profile", {}).get("system_manager") is None
+
+
+class TestLostState:
+    def test_existing_users_are_adopted_not_counted_as_created(
+        self, bench: Bench, tmp_path: Path
+    ) -> None:
+        """With a new state database, users already in Staffbase are taken over, not made."""
+        bench.write_export([person(1), person(2), person(3)])
+        bench.sync()
+        fresh = bench.settings(state=StateSettings(url=f"sqlite:///{tmp_path / 'fresh.db'}"))
+        bench.write_export([person(1), person(2), person(3, title="Chief")])
+
+        report = bench.sync(fresh)
+
+        assert report.counts["created"] == 0
+        assert report.counts["updated"] == 1
+        assert report.counts["unchanged"] == 2
+        assert [change["key"] for change in report.changes] == ["E0003"]
+        assert len(bench.users()) == 3

@@ -56,6 +56,10 @@ class Outcome:
     user: dict[str, Any] | None = None
     message: str | None = None
     manager_sent: bool = False
+    adopted: bool = False
+    """A create found the user already in Staffbase and took it over."""
+    sent: bool = True
+    """False when the change turned out to need no request."""
 
 
 def execute(client: StaffbaseClient, item: WorkItem) -> Outcome:
@@ -153,7 +157,14 @@ def _adopt(
     # A create whose response was lost found its own user; any other user existed before.
     event = "create_confirmed" if created_by_us else "user_adopted"
     log.info(event, key=item.key, staffbase_id=existing["id"], fields=sorted(differing))
-    return Outcome(item, Action.CREATE, user=user, manager_sent=manager_sent)
+    return Outcome(
+        item,
+        Action.CREATE,
+        user=user,
+        manager_sent=manager_sent,
+        adopted=not created_by_us,
+        sent=bool(differing),
+    )
 
 
 def _update(client: StaffbaseClient, item: WorkItem) -> Outcome:
@@ -161,7 +172,7 @@ def _update(client: StaffbaseClient, item: WorkItem) -> Outcome:
     status = "activated" if item.action == Action.REACTIVATE else None
     body, manager_sent = _body(item, status=status)
     if not body:
-        return Outcome(item, NOTHING_SENT, manager_sent=manager_sent)
+        return Outcome(item, NOTHING_SENT, manager_sent=manager_sent, sent=False)
 
     try:
         user = client.update_user(item.staffbase_id, body)

@@ -59,8 +59,9 @@ class ApplyResult:
     """Changes applied, by the action actually taken."""
     failed: int = 0
     gone: int = 0
-    nothing_sent: int = 0
-    """Updates left for a later run: their manager had no Staffbase user when sent."""
+    needed_nothing: int = 0
+    """Changes that sent nothing in the end: an adopted user already as wanted, or an
+    update whose only change was a manager without a Staffbase user yet."""
     stopped: bool = False
     """True when a stop request ended the run before every change was sent."""
     fatal: str | None = None
@@ -372,13 +373,19 @@ class _PhaseRun:
                 self.result.gone += 1
                 log.warning("user_gone", key=outcome.item.key, message=outcome.message)
             elif outcome.done == NOTHING_SENT:
-                self.result.nothing_sent += 1
+                self.result.needed_nothing += 1
                 log.warning(
                     "manager_not_set",
                     key=outcome.item.key,
                     manager=outcome.item.data.get("manager_key"),
                     reason="the manager has no Staffbase user yet; a later run sets it",
                 )
+            elif outcome.adopted:
+                # The user existed already: updated if its fields differed, else untouched.
+                if outcome.sent:
+                    self.result.done[Action.UPDATE] += 1
+                else:
+                    self.result.needed_nothing += 1
             else:
                 self.result.done[outcome.done] += 1
         self.tracker.advance(len(outcomes))

@@ -249,9 +249,7 @@ def _record_one(
         {
             "p_id": item.change_id,
             "p_state": "failed" if outcome.done == "failed" else "done",
-            "p_outcome": (
-                outcome.done if outcome.done != "failed" else f"failed: {outcome.message}"
-            ),
+            "p_outcome": _outcome_text(outcome),
             "p_staffbase_id": staffbase_id,
         }
     )
@@ -353,3 +351,12 @@ def _record_failure(
         ],
         ["key"],
     )
+
+
+def _outcome_text(outcome: Outcome) -> str:
+    """Return what the change's ``outcome`` column says: the action taken, or why not."""
+    if outcome.done == "failed":
+        return f"failed: {outcome.message}"
+    if outcome.adopted:
+        return Action.UPDATE if outcome.sent else "adopted"
+    return outcome.done
