@@ -60,9 +60,24 @@ class CliOptions:
     log_level: str | None
 
     def settings(self) -> Settings:
-        """Load the configuration, or exit with status 2 and the reason."""
+        """Load the configuration, or exit with status 2 and the reason.
+
+        Some configuration must exist: a file, or ``STAFFSYNC_<SECTION>__<KEY>``
+        variables. Running on built-in defaults alone would create a state database in
+        the current folder and read an export that is probably not there.
+        """
+        path = resolve_config_path(self.config_path)
+        if path is None and not any(
+            name.startswith("STAFFSYNC_") and "__" in name for name in os.environ
+        ):
+            _fail(
+                "no configuration: pass --config PATH, set STAFFSYNC_CONFIG, create"
+                " ./staffsync.toml, or set STAFFSYNC_<SECTION>__<KEY> variables"
+                " (examples/staffsync.toml shows every section)",
+                EXIT_USAGE,
+            )
         try:
-            return load_settings(resolve_config_path(self.config_path))
+            return load_settings(path)
         except ConfigError as exc:
             _fail(str(exc), EXIT_USAGE)
 
@@ -353,7 +368,13 @@ def check(options: CliOptions) -> None:
 
 
 @cli.command()
-@click.option("--count", default=500, show_default=True, help="People in the sample export.")
+@click.option(
+    "--count",
+    default=500,
+    show_default=True,
+    type=click.IntRange(1, 1_000_000),
+    help="People in the sample export.",
+)
 @click.option(
     "--keep",
     type=click.Path(file_okay=False, path_type=Path),

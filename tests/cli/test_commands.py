@@ -171,6 +171,25 @@ class TestExitCodes:
         assert result.returncode == 2
         assert "[staffbase] max_concurrency" in result.stderr
 
+    def test_no_configuration_is_2_and_creates_nothing(self, tmp_path: Path) -> None:
+        """Without a file or variables, a command refuses to run on built-in defaults."""
+        env = {name: value for name, value in os.environ.items() if "__" not in name}
+        env.pop("STAFFSYNC_CONFIG", None)
+
+        result = subprocess.run(
+            [sys.executable, "-m", "staffsync", "status"],
+            cwd=tmp_path,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+        assert result.returncode == 2
+        assert "no configuration: pass --config PATH" in result.stderr
+        assert list(tmp_path.iterdir()) == []
+
     def test_missing_export_is_1(self, example: tuple[Path, dict[str, str]]) -> None:
         """An export that does not exist fails the run with exit 1 and says which file."""
         folder, env = example
