@@ -9,8 +9,6 @@ here; the safety guards read the plan's counts afterwards.
 
 from __future__ import annotations
 
-import contextlib
-import gc
 import hashlib
 import json
 from collections import Counter
@@ -204,20 +202,6 @@ def build_plan(
         SourceError: the export cannot be read, or lacks columns; nothing is planned.
         EmptySourceError: the export has no records and ``allow_empty_source`` is off.
     """
-    # Planning allocates millions of short-lived tuples and few reference cycles; the
-    # cyclic collector would walk the whole heap several times for almost nothing.
-    with _cyclic_gc_paused():
-        return _build_plan(connection, settings, source, mapper, options, remote)
-
-
-def _build_plan(
-    connection: sa.Connection,
-    settings: Settings,
-    source: Source,
-    mapper: RecordMapper,
-    options: PlanOptions,
-    remote: RemoteTables | None,
-) -> Plan:
     tables = StagingTables()
     tables.create(connection)
     planner = _Planner(connection, settings, mapper, tables, remote, options)
@@ -1130,18 +1114,6 @@ class _Planner:
             protected=frozenset(self.protected),
             only_keys=self.options.only_keys,
         )
-
-
-@contextlib.contextmanager
-def _cyclic_gc_paused() -> Iterator[None]:
-    """Turn off automatic cyclic garbage collection for the block, if it was on."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def _read_state_version(connection: sa.Connection) -> int:
