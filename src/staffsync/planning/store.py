@@ -148,6 +148,8 @@ def record_settled(connection: sa.Connection, plan: Plan) -> None:
     run and a held plan record nothing: this is a cache, and only a run that goes ahead
     keeps it.
     """
+    # NOTE: rows are never pruned; the table grows with every inactive key ever exported
+    # without a Staffbase user (about 60 bytes each), and a stale row is harmless.
     temp, settled = plan.tables.settled, schema.settled_records
     connection.execute(sa.delete(settled).where(settled.c.key.in_(sa.select(temp.c.key))))
     connection.execute(
