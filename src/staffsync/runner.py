@@ -378,6 +378,7 @@ class _Run:
             if action in PAST_TENSE:
                 self.report.counts[PAST_TENSE[action]] += count
         self.report.counts["unchanged"] += result.gone + result.needed_nothing
+        self.report.warnings.extend(result.managers_unset)
 
         failed = list_failed(self.connection, plan_id) + result.group_failures
         self.report.failed = failed + self.report.failed

@@ -258,6 +258,34 @@ class TestManagerWithoutUser:
         assert second.counts["updated"] == 0
         assert bench.stats()["requests"].get("PUT /api/users/{id}", 0) == puts
         assert bench.users()["E0003"].get("profile", {}).get("system_manager") is None
+        assert [(w["key"], w["value"]) for w in second.warnings] == [("E0003", "E0002")]
+
+    def test_current_manager_is_cleared_like_the_planner_does(self, bench: Bench) -> None:
+        """The new manager cannot be set: the old one is cleared, and the report says so."""
+        bench.write_export([person(1), person(3, manager_id="E0001")])
+        bench.sync()
+        api(
+            bench,
+            "POST",
+            "/users",
+            {"firstName": "Hand", "emails": [{"value": "person2@example.com", "primary": True}]},
+        )
+        rows = [person(1), person(2), person(3, manager_id="E0002", title="Lead")]
+        bench.write_export(rows)
+
+        report = bench.sync()
+        bodies = [
+            entry["body"]
+            for entry in bench.get("/__emulator/requests")
+            if entry["method"] == "PUT"
+        ]
+        (change,) = [c for c in report.changes if c["key"] == "E0003"]
+
+        assert report.counts["updated"] == 1
+        assert bodies[-1] == {"position": "Lead", "profile": {"system_manager": None}}
+        assert change["fields"]["manager"] == {"before": "E0001", "after": None}
+        assert [(w["key"], w["value"]) for w in report.warnings] == [("E0003", "E0002")]
+        assert bench.users()["E0003"]["profile"].get("system_manager") is None
 
 
 class TestLostState:

@@ -21,7 +21,7 @@ from staffsync.staffbase.model import build_user_body, read_user_fields
 if TYPE_CHECKING:
     from staffsync.staffbase.client import StaffbaseClient
 
-__all__ = ["GONE", "NOTHING_SENT", "Outcome", "WorkItem", "execute"]
+__all__ = ["GONE", "NOTHING_SENT", "Outcome", "WorkItem", "execute", "manager_before"]
 
 log = structlog.get_logger(__name__)
 
@@ -82,8 +82,10 @@ def execute(client: StaffbaseClient, item: WorkItem) -> Outcome:
 def _flat_fields(item: WorkItem) -> tuple[dict[str, Any], bool]:
     """Return the flat fields to send, with the manager's Staffbase id when it is known.
 
-    The second value is True when the manager was included: a manager without a
-    Staffbase user yet is left out, and set by a later run.
+    The second value is True when the planned manager was included. A manager without a
+    Staffbase user yet (their create failed) cannot be sent: the person's current
+    manager is cleared instead, as when the planner finds such a manager, and a later
+    run sets the new one.
     """
     fields = dict(item.data.get("set") or {})
     if not item.data.get("set_manager"):
@@ -94,7 +96,16 @@ def _flat_fields(item: WorkItem) -> tuple[dict[str, Any], bool]:
     if item.manager_id is not None:
         fields["manager"] = item.manager_id
         return fields, True
+    if manager_before(item) is not None:
+        fields["manager"] = None
     return fields, False
+
+
+def manager_before(item: WorkItem) -> str | None:
+    """Return the key of the manager the person had before this change, if any."""
+    change = (item.data.get("diff") or {}).get("manager") or {}
+    before = change.get("before")
+    return before if isinstance(before, str) else None
 
 
 def _body(item: WorkItem, *, status: str | None = None) -> tuple[dict[str, Any], bool]:

@@ -26,7 +26,13 @@ import structlog
 
 from staffsync.engine.actions import NOTHING_SENT, Outcome, WorkItem, execute
 from staffsync.engine.groups import apply_group_memberships
-from staffsync.engine.journal import apply_records, mark_sent, record_outcomes, revert_unsent
+from staffsync.engine.journal import (
+    apply_records,
+    manager_unset,
+    mark_sent,
+    record_outcomes,
+    revert_unsent,
+)
 from staffsync.planning.model import Action, Phase
 from staffsync.staffbase.errors import FatalStaffbaseError
 from staffsync.state import schema
@@ -66,6 +72,8 @@ class ApplyResult:
     """True when a stop request ended the run before every change was sent."""
     fatal: str | None = None
     """The reason the run ended early, if it did."""
+    managers_unset: list[dict[str, Any]] = field(default_factory=list)
+    """Report warnings for people whose new manager had no Staffbase user when sent."""
     group_failures: list[dict[str, Any]] = field(default_factory=list)
     """Report entries of people whose group memberships could not be changed."""
 
@@ -361,6 +369,8 @@ class _PhaseRun:
         self.connection.commit()
 
         for outcome in outcomes:
+            if manager_unset(outcome):
+                self._warn_manager_unset(outcome)
             if outcome.done == "failed":
                 self.result.failed += 1
                 log.warning(
@@ -374,12 +384,6 @@ class _PhaseRun:
                 log.warning("user_gone", key=outcome.item.key, message=outcome.message)
             elif outcome.done == NOTHING_SENT:
                 self.result.needed_nothing += 1
-                log.warning(
-                    "manager_not_set",
-                    key=outcome.item.key,
-                    manager=outcome.item.data.get("manager_key"),
-                    reason="the manager has no Staffbase user yet; a later run sets it",
-                )
             elif outcome.adopted:
                 # The user existed already: updated if its fields differed, else untouched.
                 if outcome.sent:
@@ -389,3 +393,15 @@ class _PhaseRun:
             else:
                 self.result.done[outcome.done] += 1
         self.tracker.advance(len(outcomes))
+
+    def _warn_manager_unset(self, outcome: Outcome) -> None:
+        item = outcome.item
+        manager = item.data.get("manager_key")
+        message = (
+            f"manager {manager!r} has no Staffbase user: creating it failed in this run;"
+            " the person is synced without a manager until the manager has one"
+        )
+        log.warning("manager_not_set", key=item.key, manager=manager)
+        self.result.managers_unset.append(
+            {"key": item.key, "field": "manager", "value": manager, "message": message}
+        )

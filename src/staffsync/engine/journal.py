@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 
-from staffsync.engine.actions import GONE, Outcome
+from staffsync.engine.actions import GONE, Outcome, WorkItem, manager_before
 from staffsync.planning.model import Action
 from staffsync.planning.staging import insert_rows
 from staffsync.state import schema
@@ -189,6 +189,7 @@ class _Writes:
     def __init__(self, now: datetime) -> None:
         self.now = now
         self.changes: list[dict[str, Any]] = []
+        self.change_data: list[dict[str, Any]] = []
         self.failures: list[tuple[str, str, str]] = []
         self.cleared_failures: list[str] = []
         self.deleted_users: list[str] = []
@@ -215,6 +216,13 @@ class _Writes:
                     updated_at=self.now,
                 ),
                 self.changes,
+            )
+        if self.change_data:
+            connection.execute(
+                sa.update(changes)
+                .where(changes.c.id == sa.bindparam("p_id"))
+                .values(data=sa.bindparam("p_data")),
+                self.change_data,
             )
         for key, action, message in self.failures:
             _record_failure(connection, key, action, message, self.now)
@@ -257,6 +265,8 @@ def _record_one(
         writes.failures.append((item.key, item.action, outcome.message or ""))
         return
     writes.cleared_failures.append(item.key)
+    if manager_unset(outcome):
+        writes.change_data.append({"p_id": item.change_id, "p_data": _as_applied(item)})
 
     if outcome.done in (Action.DELETE, GONE):
         writes.deleted_users.append(item.key)
@@ -318,6 +328,8 @@ def _record_one(
     values["fields"] = merged
     if outcome.manager_sent:
         values["manager_key"] = manager_key
+    elif manager_unset(outcome) and manager_before(item) is not None:
+        values["manager_key"] = None
     if outcome.done == Action.REACTIVATE:
         values.update(status="activated", hr_active=True, left_at=None)
     if item.data.get("adopt"):
@@ -360,3 +372,27 @@ def _outcome_text(outcome: Outcome) -> str:
     if outcome.adopted:
         return Action.UPDATE if outcome.sent else "adopted"
     return outcome.done
+
+
+def manager_unset(outcome: Outcome) -> bool:
+    """Tell whether the change named a manager that could not be sent (no user yet)."""
+    item = outcome.item
+    return (
+        outcome.done not in ("failed", GONE)
+        and bool(item.data.get("set_manager"))
+        and item.data.get("manager_key") is not None
+        and not outcome.manager_sent
+    )
+
+
+def _as_applied(item: WorkItem) -> dict[str, Any]:
+    """Return the change's data with its manager diff as applied: cleared or left out."""
+    data = dict(item.data)
+    diff = dict(data.get("diff") or {})
+    before = manager_before(item)
+    if before is not None and item.action != Action.CREATE:
+        diff["manager"] = {"before": before, "after": None}
+    else:
+        diff.pop("manager", None)
+    data["diff"] = diff
+    return data
