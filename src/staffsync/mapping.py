@@ -53,6 +53,11 @@ def clean_text(value: str, empty_values: frozenset[str] = frozenset()) -> str | 
     return text
 
 
+def _visible(text: str) -> str:
+    """Return ``text`` with each NUL character written as ``\\x00``."""
+    return text.replace("\0", "\\x00")
+
+
 def _setting_text(value: str) -> str:
     """Return a configured value in the form record values are compared in."""
     return unicodedata.normalize("NFC", value.strip(_TRIMMED))
@@ -172,6 +177,29 @@ class RecordMapper:
         # Letters and digits only (the usual employee id) leave nothing to trim.
         return text.isalnum() or ("\r" not in text and list(map(_STRIP_TRIMMED, keys)) == keys)
 
+    def nul_issue(self, line: int, values: tuple[RawValue, ...]) -> RecordIssue | None:
+        """Return the rejection of a record with a NUL character in a value, else None.
+
+        Neither Staffbase nor PostgreSQL stores the character, and it usually means the
+        file is UTF-16 read as UTF-8, so the row is rejected rather than cleaned.
+        """
+        for field_name, raw in zip(self._source_fields, values, strict=False):
+            texts = raw if isinstance(raw, list) else [raw]
+            for text in texts:
+                if isinstance(text, str) and "\0" in text:
+                    key = values[0] if isinstance(values[0], str) else None
+                    return RecordIssue(
+                        line,
+                        _visible(key) if key is not None else None,
+                        field_name,
+                        _visible(text),
+                        f"the value of {field_name!r} contains a NUL character (shown as \\x00),"
+                        " which Staffbase and the state database cannot store; the row is"
+                        " skipped: remove it in the HR system, or set [source] encoding if the"
+                        " file is UTF-16",
+                    )
+        return None
+
     @property
     def match_index(self) -> int | None:
         """Position of the ``manager_match`` field in :attr:`source_fields`, if one is set."""
@@ -201,6 +229,8 @@ class RecordMapper:
         be deactivated, and the rest of the row does not matter.
         """
         values = record.values
+        if (issue := self.nul_issue(record.line, values)) is not None:
+            return [issue]
         try:
             key = self._read_key(record.line, values[0])
             active = self._read_status(record.line, key, values)

@@ -275,9 +275,7 @@ class TestManagerWithoutUser:
 
         report = bench.sync()
         bodies = [
-            entry["body"]
-            for entry in bench.get("/__emulator/requests")
-            if entry["method"] == "PUT"
+            entry["body"] for entry in bench.get("/__emulator/requests") if entry["method"] == "PUT"
         ]
         (change,) = [c for c in report.changes if c["key"] == "E0003"]
 

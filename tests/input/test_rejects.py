@@ -73,6 +73,15 @@ BROKEN_ROWS = [
         " correct it in the HR system",
         id="invalid-email",
     ),
+    pytest.param(
+        {"first_name": "Ann\0e"},
+        "first_name",
+        "Ann\\x00e",
+        "the value of 'first_name' contains a NUL character (shown as \\x00), which Staffbase"
+        " and the state database cannot store; the row is skipped: remove it in the HR"
+        " system, or set [source] encoding if the file is UTF-16",
+        id="nul-character",
+    ),
 ]
 
 
@@ -129,6 +138,20 @@ class TestRejectedRow:
         logged = log_events(log_stream, "record_rejected")
         assert [{k: e[k] for k in expected} for e in logged] == [expected]
         assert [e["level"] for e in logged] == ["warning"]
+
+    def test_nul_character_on_every_state_database(self, any_bench: InputBench) -> None:
+        """PostgreSQL cannot store a NUL: the row is rejected before anything is staged."""
+        any_bench.write_export([person(1), person(2)])
+        any_bench.sync()
+        any_bench.write_export([person(1, title="Chief"), person(2, last_name="Nu\0ll")])
+
+        report = any_bench.sync()
+
+        assert report.status == "partial"
+        assert [(r["key"], r["field"]) for r in report.rejected] == [("E0002", "last_name")]
+        assert report.counts["updated"] == 1
+        assert report.counts["deactivated"] == 0
+        assert any_bench.users()["E0002"]["lastName"] == "Last2"
 
     def test_fixed_row_syncs_again(self, bench: InputBench) -> None:
         """Once the row is fixed, the next run applies it and reports nothing rejected."""

@@ -94,7 +94,11 @@ class RecordComparer:
             return None
         if not batch.plain:
             text = "".join(payloads)
-            if text.count(FIELD_SEPARATOR) != count * self._separators or JSON_MARKER in text:
+            if (
+                text.count(FIELD_SEPARATOR) != count * self._separators
+                or JSON_MARKER in text
+                or "\0" in text
+            ):
                 return None
 
         digests = self._digests(payloads)
@@ -144,6 +148,9 @@ class RecordComparer:
             key = clean_key(values[0])
             if key is None:
                 rejected.append(self._keyless(line, values[0]))
+                continue
+            if (issue := self._mapper.nul_issue(line, values)) is not None:
+                rejected.append(issue)
                 continue
             self.records += 1
             payload = encode_values(values)

@@ -111,8 +111,8 @@ class RecordBatch(NamedTuple):
 
     ``lines[i]`` is the line of the record whose values are ``values[i]``. Issues are in
     the order they were met, apart from the records. ``plain`` promises that every value
-    is text without the ASCII separator characters U+001C to U+001F, which spares the
-    planner from checking each value; False promises nothing.
+    is text without NUL and without the ASCII separator characters U+001C to U+001F,
+    which spares the planner from checking each value; False promises nothing.
     """
 
     lines: Sequence[int]
