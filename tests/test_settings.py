@@ -72,6 +72,15 @@ class TestLoadSettings:
         with pytest.raises(ConfigError, match="STAFFSYNC_SAFTEY__MAX_DEACTIVATIONS names no"):
             load_settings(config)
 
+    def test_single_underscore_setting_is_rejected(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        config = write(tmp_path / "c.toml", "[safety]\nmax_deactivations = 1\n")
+        monkeypatch.setenv("STAFFSYNC_SAFETY_MAX_DEACTIVATIONS", "5")
+
+        with pytest.raises(ConfigError, match="has one underscore after the section"):
+            load_settings(config)
+
     def test_invalid_value_names_key_and_value(self, tmp_path: Path) -> None:
         """An invalid value is reported with its key and the value given."""
         config = write(tmp_path / "c.toml", "[staffbase]\nmax_concurrency = -1\n")

@@ -48,7 +48,7 @@ def _shown(value: Any) -> Text:
 def print_summary(console: Console, report: RunReport, *, title: str | None = None) -> None:
     """Print a run's outcome: status, counts and the first rejects, failures and warnings."""
     style = STATUS_STYLE.get(report.status, "white")
-    verb = "would" if report.dry_run else "did"
+    retried = "would retry them" if report.dry_run else "retries them"
     heading = Text.assemble(
         (title or ("Dry run" if report.dry_run else "Run"), "bold"),
         f" {report.run_id} ",
@@ -80,7 +80,7 @@ def print_summary(console: Console, report: RunReport, *, title: str | None = No
     )
     _print_issues(
         console,
-        f"Failed records (the next run {verb} retry them)",
+        f"Failed records (the next run {retried})",
         report.failed,
         report.totals.get("failed"),
     )

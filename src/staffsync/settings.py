@@ -381,10 +381,23 @@ def _check_sections(document: dict[str, Any], where: str) -> None:
 
 
 def _check_environment() -> None:
-    """Refuse a ``STAFFSYNC_<SECTION>__<KEY>`` variable whose section does not exist."""
+    """Refuse a ``STAFFSYNC_<SECTION>__<KEY>`` variable whose section does not exist.
+
+    A variable that starts with a section name and a single underscore, such as
+    ``STAFFSYNC_SAFETY_MAX_DEACTIVATIONS``, is refused too: it is a setting misspelt.
+    """
     known = _section_names()
     for name in sorted(os.environ):
-        if not name.startswith("STAFFSYNC_") or "__" not in name:
+        if not name.startswith("STAFFSYNC_"):
+            continue
+        if "__" not in name:
+            rest = name.removeprefix("STAFFSYNC_").lower()
+            if any(rest == section or rest.startswith(f"{section}_") for section in known):
+                msg = (
+                    f"environment variable {name} looks like a setting but has one underscore"
+                    " after the section; write STAFFSYNC_<SECTION>__<KEY> with two"
+                )
+                raise ConfigError(msg)
             continue
         section = name.removeprefix("STAFFSYNC_").split("__", 1)[0].lower()
         if section not in known:
