@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import sqlalchemy as sa
 from rich.text import Text
 
 from staffsync.mapping import RecordMapper
@@ -11,7 +12,11 @@ from staffsync.sources import open_source
 from staffsync.sources.base import RecordIssue, SourceError
 from staffsync.staffbase.client import StaffbaseClient
 from staffsync.staffbase.errors import StaffbaseError
-from staffsync.state.database import StateDatabaseError, create_state_engine
+from staffsync.state.database import (
+    StateDatabaseError,
+    create_state_engine,
+    unreachable_message,
+)
 from staffsync.state.migrate import current_revision, head_revision
 
 if TYPE_CHECKING:
@@ -44,6 +49,8 @@ def _check_state(settings: Settings) -> tuple[str, bool, str]:
         engine.dispose()
     except StateDatabaseError as exc:
         return "state database", False, str(exc)
+    except sa.exc.DBAPIError as exc:
+        return "state database", False, unreachable_message(exc)
     except Exception as exc:
         return "state database", False, f"cannot connect: {type(exc).__name__}: {exc}"
     if revision != head_revision():

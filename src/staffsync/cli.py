@@ -135,7 +135,8 @@ def _run_and_report(
     options.configure_logging(settings, default_format="console")
     if request.report_path is not None:
         _check_report_path(request.report_path)
-    if not request.dry_run:
+    # A full resync reads every Staffbase user, even as a dry run.
+    if not request.dry_run or request.mode == "full":
         try:
             check_credentials(settings.staffbase)
         except ConfigError as exc:
@@ -309,8 +310,10 @@ def status(options: CliOptions, output: str, runs: int) -> None:
         ensure_schema(engine, allow_upgrade=False)
         with engine.connect() as connection:
             data = read_status(connection, runs=runs)
-    except (SchemaOutdated, StateDatabaseError) as exc:
+    except SchemaOutdated as exc:
         _fail(str(exc))
+    except StateDatabaseError as exc:
+        _fail(str(exc), EXIT_USAGE)
     except sa.exc.DBAPIError as exc:
         _fail(unreachable_message(exc))
     if output == "json":
