@@ -25,7 +25,7 @@ from staffsync.logs import ensure_logging_configured
 from staffsync.mapping import RecordMapper
 from staffsync.planning.guards import check_guards
 from staffsync.planning.model import PAST_TENSE
-from staffsync.planning.planner import Plan, PlanOptions, build_plan
+from staffsync.planning.planner import Plan, PlanningStopped, PlanOptions, build_plan
 from staffsync.planning.remote import load_remote_users, rebuild_state
 from staffsync.planning.store import (
     PlanNotHeld,
@@ -137,7 +137,14 @@ def execute_run(
                 _insert_run(connection, report, request)
             try:
                 _Run(settings, request, report, connection, clients, lock).run()
-            except (RunFailed, PlanNotHeld, SourceError, StaffbaseError, ConfigError) as exc:
+            except (
+                RunFailed,
+                PlanNotHeld,
+                PlanningStopped,
+                SourceError,
+                StaffbaseError,
+                ConfigError,
+            ) as exc:
                 connection.rollback()
                 report.finish("failed", _now(), error=str(exc))
             except Exception as exc:
@@ -296,6 +303,7 @@ class _Run:
             now=self.now,
             only_keys=only,
             status_of=self._status_of,
+            stop=self.request.stop,
             progress=self.request.progress,
         )
         return build_plan(self.connection, self.settings, source, mapper, options, remote=remote)

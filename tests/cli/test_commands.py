@@ -320,3 +320,36 @@ class TestInterrupt:
         assert rest.returncode == 0, rest.stderr
         external_ids = [user["externalID"] for user in users]
         assert len(external_ids) == len(set(external_ids)) == 487
+
+    @pytest.mark.slow
+    def test_ctrl_c_while_planning_sends_nothing(
+        self, example: tuple[Path, dict[str, str]], emulator_process: str
+    ) -> None:
+        """A stop during the pending leavers' status lookups ends the run before any write."""
+        folder, env = example
+        config = str(folder / "staffsync.toml")
+        export = folder / "sailpoint_identities.csv"
+        assert staffsync("--config", config, "sync", cwd=folder, env=env).returncode == 0
+        lines = export.read_text(encoding="utf-8").splitlines(keepends=True)
+        export.write_text("".join(lines[:-150]), encoding="utf-8")
+        env = {**env, "STAFFSYNC_SAFETY__MAX_DEACTIVATIONS": "1000"}
+        httpx.post(f"{emulator_process}/__emulator/faults", json={"latency_ms": 200}, timeout=10)
+        before = emulator_json(emulator_process, "/__emulator/stats")["requests"]
+
+        process = subprocess.Popen(
+            [sys.executable, "-m", "staffsync", "--config", config, "sync"],
+            cwd=folder,
+            env={**os.environ, **env},
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(3)
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+        after = emulator_json(emulator_process, "/__emulator/stats")["requests"]
+
+        assert process.returncode == 1
+        assert "stopped while planning, before anything was sent" in stderr
+        assert after.get("DELETE /api/users/{id}", 0) == before.get("DELETE /api/users/{id}", 0)
+        assert after.get("PUT /api/users/{id}", 0) == before.get("PUT /api/users/{id}", 0)

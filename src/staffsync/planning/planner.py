@@ -33,6 +33,7 @@ from staffsync.sources.base import RawRecord, RecordIssue, SourceError
 from staffsync.state import schema
 
 if TYPE_CHECKING:
+    import threading
     from collections.abc import Callable, Iterator, Sequence
     from datetime import datetime
 
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
     from staffsync.settings import Settings
     from staffsync.sources.base import Source
 
-__all__ = ["EmptySourceError", "Plan", "PlanOptions", "build_plan"]
+__all__ = ["EmptySourceError", "Plan", "PlanOptions", "PlanningStopped", "build_plan"]
 
 log = structlog.get_logger(__name__)
 
@@ -69,6 +70,13 @@ MAX_STATUS_LOOKUPS = 500
 """Pending leavers looked up while planning; beyond it, the engine checks each at send time."""
 
 
+class PlanningStopped(Exception):
+    """A stop was requested (SIGTERM, Ctrl+C) while planning; nothing was sent."""
+
+    def __init__(self) -> None:
+        super().__init__("stopped while planning, before anything was sent")
+
+
 class EmptySourceError(SourceError):
     """The export contains no records; a run on it would treat everyone as a leaver."""
 
@@ -86,6 +94,8 @@ class PlanOptions:
     still calls pending is looked up before the plan decides between deleting (pending)
     and deactivating (signed in). Without it, the engine checks just before sending.
     """
+    stop: threading.Event | None = None
+    """Set when the run is asked to stop; planning then ends at the next batch or page."""
     progress: Callable[[str, int, int], None] | None = None
     """Called with (stage, done, total): ``read`` counts the records staged so far (total
     0, unknown), ``map`` the changed records mapped out of ``total``."""
@@ -300,6 +310,7 @@ class _Planner:
         pending: list[tuple[Any, ...]] = []
 
         for batch in source.read_batches(self.mapper.source_fields):
+            self._check_stop()
             rows, digests, rejected = comparer.compare(batch)
             for issue in rejected:
                 self._reject(issue)
@@ -379,6 +390,10 @@ class _Planner:
         self.connection.execute(
             sa.update(staging).where(staging.c.key.in_(sorted(staged))).values(rejected=True)
         )
+
+    def _check_stop(self) -> None:
+        if self.options.stop is not None and self.options.stop.is_set():
+            raise PlanningStopped
 
     def _progress(self, stage: str, done: int, total: int) -> None:
         if self.options.progress is not None:
@@ -500,6 +515,7 @@ class _Planner:
         """
         last: Any = None
         while True:
+            self._check_stop()
             page = query.order_by(order).limit(PAGE)
             if last is not None:
                 page = page.where(order > last)
@@ -995,6 +1011,7 @@ class _Planner:
             return state
         if self.status_lookups >= MAX_STATUS_LOOKUPS:
             return state
+        self._check_stop()
         self.status_lookups += 1
         status = lookup(state["staffbase_id"])
         return state if status is None else {**state, "status": status}
