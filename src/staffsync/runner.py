@@ -235,6 +235,7 @@ class _Run:
                 self.clients.get(),
                 self.now,
                 concurrency=self.settings.staffbase.max_concurrency,
+                run_id=self.report.run_id,
             )
         if self.request.approve:
             self._approve(self.request.approve)

@@ -353,3 +353,38 @@ class TestInterrupt:
         assert "stopped while planning, before anything was sent" in stderr
         assert after.get("DELETE /api/users/{id}", 0) == before.get("DELETE /api/users/{id}", 0)
         assert after.get("PUT /api/users/{id}", 0) == before.get("PUT /api/users/{id}", 0)
+
+    @pytest.mark.slow
+    def test_killed_run_is_counted_by_the_next(
+        self, example: tuple[Path, dict[str, str]], emulator_process: str
+    ) -> None:
+        """After kill -9, the dead run's record counts the users it created."""
+        folder, env = example
+        config = str(folder / "staffsync.toml")
+        httpx.post(f"{emulator_process}/__emulator/faults", json={"latency_ms": 100}, timeout=10)
+        process = subprocess.Popen(
+            [sys.executable, "-m", "staffsync", "--config", config, "sync"],
+            cwd=folder,
+            env={**os.environ, **env},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        for _ in range(300):
+            created = emulator_json(emulator_process, "/__emulator/stats")["requests"]
+            if created.get("POST /api/users", 0) >= 30:
+                break
+            time.sleep(0.05)
+        process.kill()
+        process.wait(timeout=10)
+        httpx.post(f"{emulator_process}/__emulator/faults", json={"latency_ms": 0}, timeout=10)
+
+        rest = staffsync("--config", config, "sync", cwd=folder, env=env)
+        status = staffsync("--config", config, "status", "--format", "json", cwd=folder, env=env)
+        runs = json.loads(status.stdout)["runs"]
+
+        assert rest.returncode == 0, rest.stderr
+        finished, dead = runs[0], runs[1]
+        assert dead["status"] == "failed"
+        assert dead["counts"]["created"] > 0
+        assert dead["counts"]["created"] + finished["counts"]["created"] == 487
+        assert len(emulator_json(emulator_process, "/__emulator/users")) == 487

@@ -19,7 +19,8 @@ import structlog
 
 from staffsync.engine.actions import GONE, Outcome, WorkItem
 from staffsync.engine.journal import record_outcomes
-from staffsync.planning.model import Action
+from staffsync.planning.model import PAST_TENSE, Action
+from staffsync.report import COUNT_KEYS
 from staffsync.staffbase.errors import RecordFailed
 from staffsync.staffbase.model import read_user_fields
 from staffsync.state import schema
@@ -45,7 +46,12 @@ class SettleResult:
 
 
 def settle_open_intents(
-    connection: sa.Connection, client: StaffbaseClient, now: datetime, *, concurrency: int = 1
+    connection: sa.Connection,
+    client: StaffbaseClient,
+    now: datetime,
+    *,
+    concurrency: int = 1,
+    run_id: str | None = None,
 ) -> SettleResult:
     """Settle every change journaled as sent but never recorded, then close old plans.
 
@@ -98,6 +104,7 @@ def settle_open_intents(
         )
         .values(state="abandoned", updated_at=now)
     )
+    _close_dead_runs(connection, now, run_id)
     connection.commit()
 
     if open_rows or interrupted:
@@ -109,6 +116,47 @@ def settle_open_intents(
             interrupted_plans=interrupted,
         )
     return result
+
+
+def _close_dead_runs(connection: sa.Connection, now: datetime, current: str | None) -> None:
+    """Count what the runs of killed processes applied, once their changes are settled.
+
+    Starting a run marks any run still recorded as running as failed, without a finish
+    time: the caller holds the run lock, so such a run died. Each is counted here from
+    its journal, so the users it created appear in its record.
+    """
+    runs, changes, plans = schema.runs, schema.changes, schema.plans
+    dead = connection.execute(
+        sa.select(runs.c.id).where(
+            runs.c.status == "failed", runs.c.finished_at.is_(None), runs.c.id != current
+        )
+    ).scalars()
+    for dead_id in list(dead):
+        # A run records its plan only when it finishes; the plan records its run at once.
+        plan_id = connection.execute(
+            sa.select(plans.c.id).where(plans.c.run_id == dead_id).limit(1)
+        ).scalar_one_or_none()
+        counts = dict.fromkeys(COUNT_KEYS, 0)
+        done = connection.execute(
+            sa.select(changes.c.outcome, sa.func.count())
+            .where(changes.c.plan_id == plan_id, changes.c.state == "done")
+            .group_by(changes.c.outcome)
+        )
+        for outcome, count in done:
+            if outcome in PAST_TENSE:
+                counts[PAST_TENSE[outcome]] += count
+        connection.execute(
+            sa.update(runs)
+            .where(runs.c.id == dead_id)
+            .values(
+                finished_at=now,
+                plan_id=plan_id,
+                counts=counts,
+                error="the process ended before the run finished; the counts are the changes"
+                " it applied, as the next run confirmed them",
+            )
+        )
+        log.warning("dead_run_closed", run_id=dead_id, plan_id=plan_id, **counts)
 
 
 def _manager_ids(connection: sa.Connection, data: list[dict[str, Any]]) -> dict[str, str]:
