@@ -31,6 +31,9 @@ from staffsync.staffbase.auth import check_credentials
 from staffsync.state.database import (
     StateDatabaseError,
     create_state_engine,
+    is_sqlite,
+    sqlite_path,
+    state_url,
     unreachable_message,
 )
 from staffsync.state.lock import RunLockHeld
@@ -183,6 +186,17 @@ def _stop_on_signal(stop: threading.Event) -> Iterator[None]:
             signal.signal(signum, handler)
 
 
+def _require_existing_sqlite(settings: Settings) -> None:
+    """Refuse to show the status of a SQLite file that does not exist (a mistyped path)."""
+    url = state_url(settings.state)
+    if is_sqlite(url) and not sqlite_path(url).exists():
+        msg = (
+            f"the state database {str(sqlite_path(url))!r} does not exist: check [state] url;"
+            " the first sync creates it"
+        )
+        raise StateDatabaseError(msg)
+
+
 def _check_report_path(path: Path) -> None:
     """Refuse a --report-json path that cannot be written, before anything is sent."""
     folder = path.parent
@@ -306,6 +320,7 @@ def status(options: CliOptions, output: str, runs: int) -> None:
     settings = options.settings()
     options.configure_logging(settings, default_format="console")
     try:
+        _require_existing_sqlite(settings)
         engine = create_state_engine(settings.state)
         ensure_schema(engine, allow_upgrade=False)
         with engine.connect() as connection:

@@ -190,6 +190,18 @@ class TestExitCodes:
         assert "no configuration: pass --config PATH" in result.stderr
         assert list(tmp_path.iterdir()) == []
 
+    def test_status_of_a_missing_sqlite_file_is_2(self, tmp_path: Path) -> None:
+        """A mistyped state path is reported, not answered with a new empty database."""
+        config = tmp_path / "c.toml"
+        missing = tmp_path / "typo" / "state.db"
+        config.write_text(f'[state]\nurl = "sqlite:///{missing}"\n', encoding="utf-8")
+
+        result = staffsync("--config", str(config), "status", cwd=tmp_path)
+
+        assert result.returncode == 2
+        assert "does not exist: check [state] url" in result.stderr
+        assert not missing.parent.exists()
+
     def test_missing_export_is_1(self, example: tuple[Path, dict[str, str]]) -> None:
         """An export that does not exist fails the run with exit 1 and says which file."""
         folder, env = example
