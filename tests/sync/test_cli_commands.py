@@ -129,6 +129,7 @@ class TestStatusCommand:
     def test_empty_state(self, any_bench: Bench) -> None:
         """A state database without runs shows empty lists."""
         config = cli_config(any_bench, any_bench.folder / "staffsync.toml")
+        assert run_command(config, "db", "upgrade").returncode == 0
 
         result = run_command(config, "status", "--format", "json")
 
