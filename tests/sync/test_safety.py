@@ -218,3 +218,13 @@ class TestOnly:
         assert set(bench.users()) == {"E0002", "E0003", "E0004"}
         assert report.counts["created"] == 1
         assert report.counts["updated"] == 0
+        assert report.warnings == []
+
+    def test_unknown_key_is_a_warning(self, bench: Bench) -> None:
+        bench.write_export(roster(3))
+
+        report = bench.sync(only_keys=("E0002", "NOPE"))
+
+        assert set(bench.users()) == {"E0002"}
+        assert [(w["key"], w["line"]) for w in report.warnings] == [("NOPE", 0)]
+        assert "neither in the export nor in the state" in report.warnings[0]["message"]

@@ -239,6 +239,7 @@ def build_plan(
     planner.plan_present_people()
     planner.plan_leavers()
     planner.plan_expired_deletions()
+    planner.warn_unknown_only_keys()
     if remote is not None:
         planner.plan_orphans()
     return planner.result()
@@ -1015,6 +1016,32 @@ class _Planner:
         self.status_lookups += 1
         status = lookup(state["staffbase_id"])
         return state if status is None else {**state, "status": status}
+
+    def warn_unknown_only_keys(self) -> None:
+        """Warn about each key given to ``sync --only`` that no row and no user has."""
+        if not self.options.only_keys:
+            return
+        keys = sorted(self.options.only_keys)
+        # A rejected row, or a failing record waiting for its next attempt, counts as seen.
+        found = {key for key in keys if self.line_of(key) is not None or key in self.protected}
+        for table in (self.tables.staging, self.baseline):
+            found.update(
+                self.connection.execute(
+                    sa.select(table.c.key).where(in_values(self.connection, table.c.key, keys))
+                ).scalars()
+            )
+        for key in keys:
+            if key not in found:
+                self.warnings.add(
+                    RecordIssue(
+                        0,
+                        key,
+                        None,
+                        None,
+                        f"--only names {key!r}, which is neither in the export nor in the"
+                        " state; nothing was done for it: check the key",
+                    )
+                )
 
     def plan_expired_deletions(self) -> None:
         """Plan deletion of users deactivated longer than ``[policy] delete_after_days``."""
