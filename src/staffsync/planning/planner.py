@@ -71,7 +71,7 @@ MAX_STATUS_LOOKUPS = 500
 
 
 class PlanningStopped(Exception):
-    """A stop was requested (SIGTERM, Ctrl+C) while planning; nothing was sent."""
+    """A stop was requested (SIGTERM, Ctrl+C) while planning, so nothing was sent."""
 
     def __init__(self) -> None:
         super().__init__("stopped while planning, before anything was sent")
@@ -95,7 +95,7 @@ class PlanOptions:
     and deactivating (signed in). Without it, the engine checks just before sending.
     """
     stop: threading.Event | None = None
-    """Set when the run is asked to stop; planning then ends at the next batch or page."""
+    """Set when the run is asked to stop. Planning then ends at the next batch or page."""
     progress: Callable[[str, int, int], None] | None = None
     """Called with (stage, done, total): ``read`` counts the records staged so far (total
     0, unknown), ``map`` the changed records mapped out of ``total``."""
@@ -597,7 +597,7 @@ class _Planner:
             holders = self.connection.execute(
                 sa.select(baseline.c.email_key, baseline.c.key).where(
                     in_values(self.connection, baseline.c.email_key, sorted(claimants)),
-                    # An inactive person's row is never a claim of its own: see `within`.
+                    # An inactive person's row is never a claim of its own (see `within`).
                     baseline.c.hr_active,
                 )
             )
@@ -899,7 +899,7 @@ class _Planner:
                 if stored[key_at] is not None:
                     state = {"groups": None, **dict(zip(names, stored, strict=True))}
                 if state is None and not active:
-                    # Nothing to do for an inactive person without a user; the next run
+                    # Nothing to do for an inactive person without a user. The next run
                     # skips the record while it stays the same.
                     self.unchanged += 1
                     if data["record_hash"] is not None:
