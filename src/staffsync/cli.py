@@ -26,7 +26,13 @@ from staffsync.logs import configure_logging, redact_text, register_settings_sec
 from staffsync.progress import ProgressDisplay
 from staffsync.render import print_plan, print_status, print_summary
 from staffsync.runner import RunRequest, execute_run
-from staffsync.settings import ConfigError, Settings, load_settings, resolve_config_path
+from staffsync.settings import (
+    ConfigError,
+    Settings,
+    has_setting_variables,
+    load_settings,
+    resolve_config_path,
+)
 from staffsync.staffbase.auth import check_credentials
 from staffsync.state.database import (
     StateDatabaseError,
@@ -70,9 +76,7 @@ class CliOptions:
         the current folder and read an export that is probably not there.
         """
         path = resolve_config_path(self.config_path)
-        if path is None and not any(
-            name.startswith("STAFFSYNC_") and "__" in name for name in os.environ
-        ):
+        if path is None and not has_setting_variables():
             _fail(
                 "no configuration: pass --config PATH, set STAFFSYNC_CONFIG, create"
                 " ./staffsync.toml, or set STAFFSYNC_<SECTION>__<KEY> variables"

@@ -46,6 +46,7 @@ __all__ = [
     "StaffbaseSettings",
     "StateSettings",
     "StatusMapping",
+    "has_setting_variables",
     "load_settings",
     "resolve_config_path",
 ]
@@ -406,6 +407,11 @@ def _check_environment() -> None:
                 f" the sections are {', '.join(sorted(known))}: check its spelling"
             )
             raise ConfigError(msg)
+
+
+def has_setting_variables() -> bool:
+    """Tell whether the environment sets any ``STAFFSYNC_<SECTION>__<KEY>`` variable."""
+    return any(name.startswith("STAFFSYNC_") and "__" in name for name in os.environ)
 
 
 def _section_names() -> set[str]:

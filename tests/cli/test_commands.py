@@ -191,7 +191,7 @@ class TestExitCodes:
         assert list(tmp_path.iterdir()) == []
 
     def test_status_of_a_missing_sqlite_file_is_2(self, tmp_path: Path) -> None:
-        """A mistyped state path is reported, not answered with a new empty database."""
+        """A mistyped state path is reported, and no empty database is created."""
         config = tmp_path / "c.toml"
         missing = tmp_path / "typo" / "state.db"
         config.write_text(f'[state]\nurl = "sqlite:///{missing}"\n', encoding="utf-8")

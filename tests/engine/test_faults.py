@@ -261,7 +261,7 @@ class TestManagerWithoutUser:
         assert [(w["key"], w["value"]) for w in second.warnings] == [("E0003", "E0002")]
 
     def test_current_manager_is_cleared_like_the_planner_does(self, bench: Bench) -> None:
-        """The new manager cannot be set: the old one is cleared, and the report says so."""
+        """The new manager cannot be set: the old one is cleared, and the report shows it."""
         bench.write_export([person(1), person(3, manager_id="E0001")])
         bench.sync()
         api(

@@ -89,7 +89,7 @@ class TestDelimitedBatches:
         assert batch.issues == []
 
     def test_separator_characters_are_flagged(self, tmp_path: Path) -> None:
-        """A batch is plain only when no value holds an ASCII separator character."""
+        """A batch is plain only when no value contains an ASCII separator character."""
         plain = write(tmp_path, HEADER + "E1,Ann,a@x.io\n")
         marked = tmp_path / "marked.csv"
         marked.write_text(HEADER + "E1,A\x1fnn,a@x.io\n", encoding="utf-8", newline="")

@@ -226,5 +226,5 @@ class TestOnly:
         report = bench.sync(only_keys=("E0002", "NOPE"))
 
         assert set(bench.users()) == {"E0002"}
-        assert [(w["key"], w["line"]) for w in report.warnings] == [("NOPE", 0)]
+        assert [(w["key"], w["line"]) for w in report.warnings] == [("NOPE", None)]
         assert "neither in the export nor in the state" in report.warnings[0]["message"]

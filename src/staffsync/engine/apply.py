@@ -402,6 +402,14 @@ class _PhaseRun:
             " the person is synced without a manager until the manager has one"
         )
         log.warning("manager_not_set", key=item.key, manager=manager)
+        # The same shape as the planner's warnings, which know the export line.
         self.result.managers_unset.append(
-            {"key": item.key, "field": "manager", "value": manager, "message": message}
+            {
+                "line": None,
+                "key": item.key,
+                "field": self.settings.mapping.fields.get("manager", "manager"),
+                "value": manager,
+                "message": message,
+                "file": str(self.settings.resolve_path(self.settings.source.path)),
+            }
         )

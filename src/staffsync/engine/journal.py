@@ -366,7 +366,7 @@ def _record_failure(
 
 
 def _outcome_text(outcome: Outcome) -> str:
-    """Return what the change's ``outcome`` column says: the action taken, or why not."""
+    """Return the text for the change's ``outcome`` column: the action taken, or why none."""
     if outcome.done == "failed":
         return f"failed: {outcome.message}"
     if outcome.adopted:

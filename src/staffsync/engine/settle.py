@@ -132,7 +132,7 @@ def _close_dead_runs(connection: sa.Connection, now: datetime, current: str | No
         )
     ).scalars()
     for dead_id in list(dead):
-        # A run records its plan only when it finishes; the plan records its run at once.
+        # A run records its plan only when it finishes, but the plan records its run at once.
         plan_id = connection.execute(
             sa.select(plans.c.id).where(plans.c.run_id == dead_id).limit(1)
         ).scalar_one_or_none()

@@ -143,6 +143,8 @@ class Plan:
     protected: frozenset[str] = frozenset()
     """Keys the plan leaves as they are: rejected rows and failing records not yet due."""
     only_keys: frozenset[str] | None = None
+    unknown_only_keys: list[str] = field(default_factory=list)
+    """Keys given to ``sync --only`` that neither the export nor the state has."""
 
     @property
     def deactivations(self) -> int:
@@ -239,7 +241,7 @@ def build_plan(
     planner.plan_present_people()
     planner.plan_leavers()
     planner.plan_expired_deletions()
-    planner.warn_unknown_only_keys()
+    planner.find_unknown_only_keys()
     if remote is not None:
         planner.plan_orphans()
     return planner.result()
@@ -286,6 +288,7 @@ class _Planner:
         self.plan_rows: list[tuple[Any, ...]] = []
         self.orphans: list[dict[str, Any]] = []
         self.status_lookups = 0
+        self.unknown_only_keys: list[str] = []
 
     # -- reading the export ------------------------------------------------------------
 
@@ -1017,8 +1020,8 @@ class _Planner:
         status = lookup(state["staffbase_id"])
         return state if status is None else {**state, "status": status}
 
-    def warn_unknown_only_keys(self) -> None:
-        """Warn about each key given to ``sync --only`` that no row and no user has."""
+    def find_unknown_only_keys(self) -> None:
+        """Find the keys given to ``sync --only`` that no row and no user has."""
         if not self.options.only_keys:
             return
         keys = sorted(self.options.only_keys)
@@ -1030,18 +1033,7 @@ class _Planner:
                     sa.select(table.c.key).where(in_values(self.connection, table.c.key, keys))
                 ).scalars()
             )
-        for key in keys:
-            if key not in found:
-                self.warnings.add(
-                    RecordIssue(
-                        0,
-                        key,
-                        None,
-                        None,
-                        f"--only names {key!r}, which is neither in the export nor in the"
-                        " state; nothing was done for it: check the key",
-                    )
-                )
+        self.unknown_only_keys = [key for key in keys if key not in found]
 
     def plan_expired_deletions(self) -> None:
         """Plan deletion of users deactivated longer than ``[policy] delete_after_days``."""
@@ -1157,6 +1149,7 @@ class _Planner:
             leavers_withheld_reason=self.leavers_withheld_reason,
             protected=frozenset(self.protected),
             only_keys=self.options.only_keys,
+            unknown_only_keys=self.unknown_only_keys,
         )
 
 

@@ -43,8 +43,8 @@ class RecordComparer:
     hash (``b""`` when none is stored). As records are read, each key seen is set to the
     line it was seen on. A second row with that key then shows up as a duplicate. The
     keys still holding a hash at the end are the active people missing from the export.
-    ``inactive`` holds the hashes of people HR lists as inactive, for the keys that
-    ``index`` lacks; it is only read. Without an index (a full resync, or a state too
+    ``inactive`` contains the hashes of people HR lists as inactive, for the keys that
+    ``index`` lacks. The comparer only reads it. Without an index (a full resync, or a state too
     large to hold), every record is staged.
     """
 

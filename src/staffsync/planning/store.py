@@ -65,6 +65,20 @@ def fill_report_from_plan(report: RunReport, plan: Plan, *, source_location: str
                 ),
             }
         )
+    report.warnings.extend(
+        {
+            "line": None,
+            "key": key,
+            "field": None,
+            "value": None,
+            "file": source_location,
+            "message": (
+                f"--only names {key!r}, which is neither in the export nor in the state;"
+                " nothing was done for it: check the key"
+            ),
+        }
+        for key in plan.unknown_only_keys
+    )
     if plan.rejected.total > len(plan.rejected.items):
         report.totals["rejected"] = plan.rejected.total
     if plan.warnings.total > len(plan.warnings.items):
@@ -148,8 +162,8 @@ def record_settled(connection: sa.Connection, plan: Plan) -> None:
     run and a held plan record nothing: this is a cache, and only a run that goes ahead
     keeps it.
     """
-    # NOTE: rows are never pruned; the table grows with every inactive key ever exported
-    # without a Staffbase user (about 60 bytes each), and a stale row is harmless.
+    # NOTE: rows are never pruned. The table grows by about 60 bytes for every inactive key
+    # ever exported without a Staffbase user. A stale row changes no outcome.
     temp, settled = plan.tables.settled, schema.settled_records
     connection.execute(sa.delete(settled).where(settled.c.key.in_(sa.select(temp.c.key))))
     connection.execute(

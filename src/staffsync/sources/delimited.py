@@ -36,7 +36,7 @@ _STRIP_NEWLINE = operator.methodcaller("rstrip", "\r\n")
 
 
 class _Layout(NamedTuple):
-    """Where the data of a delimited file starts and how its rows are split and picked."""
+    """The position of a delimited file's data, and how its rows are split and picked."""
 
     consumed: int
     """Lines read before the first data line: blank lines and the header."""

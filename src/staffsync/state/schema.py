@@ -102,8 +102,8 @@ users = sa.Table(
 )
 
 # Records that needed nothing: HR lists the person as inactive and Staffbase has no user
-# for them. Only a cache for the planner, which skips such a record while its hash stays
-# the same; a key that has a row in ``users`` is compared with that row instead.
+# for them. The planner skips such a record while its hash stays the same, so the table
+# is only a cache. A key that has a row in ``users`` is compared with that row instead.
 settled_records = sa.Table(
     "settled_records",
     metadata,
